@@ -1,0 +1,56 @@
+"""Command line: ``stomp-gateway`` / ``python -m gateway``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from pydantic import ValidationError
+
+from . import __version__
+from .logging import configure, get_logger
+from .settings import load_settings
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="stomp-gateway",
+        description="STOMP over WebSocket to RabbitMQ: a drop-in for rabbitmq_web_stomp. "
+        "Every option can also be set in the environment (GATEWAY_<NAME>) or a TOML file.",
+    )
+    p.add_argument("--host", help="bind address (default 0.0.0.0; web_stomp.tcp.ip)")
+    p.add_argument("--port", type=int, help="WebSocket port (default 15674; web_stomp.tcp.port)")
+    p.add_argument("--ws-path", dest="ws_path", help="upgrade path (default /ws; web_stomp.ws_path)")
+    p.add_argument("--amqp-url", dest="amqp_url", help="RabbitMQ URL (default amqp://127.0.0.1:5672/)")
+    p.add_argument("--config", metavar="FILE", help="TOML settings file (also GATEWAY_CONFIG)")
+    p.add_argument(
+        "--log-level", dest="log_level", choices=["debug", "info", "warning", "error"], help="default info"
+    )
+    p.add_argument("--version", action="version", version=f"stomp-gateway {__version__}")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    overrides = {k: v for k, v in vars(args).items() if k != "config"}
+    try:
+        settings = load_settings(args.config, **overrides)
+    except (ValidationError, FileNotFoundError) as exc:
+        print(f"stomp-gateway: invalid settings: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    configure(settings.log_level, settings.log_format)
+    get_logger("gateway").info("starting", version=__version__, amqp_url=_safe_url(settings.amqp_url))
+    from .server import run
+
+    run(settings)
+
+
+def _safe_url(url: str) -> str:
+    """The AMQP URL without any password in it."""
+    from yarl import URL
+
+    return str(URL(url).with_password(None)) if URL(url).password else url
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,161 @@
+"""The broker port: the small interface a Session uses to talk to RabbitMQ.
+
+The session never sees AMQP client objects. It asks a ``Broker`` to open a
+``BrokerChannel`` for a set of credentials and then drives declares, bindings,
+publishes and consumers through it. Deliveries come back through callbacks the
+session registers. ``gateway.broker.amqp`` implements it with aio-pika/aiormq; unit
+tests use an in-memory fake.
+
+Plain data types (``Properties``, ``Delivery``, ``QueueSpec``) carry AMQP basic
+properties and deliveries between the session, ``gateway.mapping`` and the adapter.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    """Who a STOMP session connects as, and from where."""
+
+    login: str
+    passcode: str = field(repr=False)
+    vhost: str
+    peer: str = ""  # client address "ip:port", for connection names and logs
+
+
+@dataclass(frozen=True, slots=True)
+class Properties:
+    """AMQP 0-9-1 basic properties (``timestamp`` in seconds since the epoch)."""
+
+    content_type: str | None = None
+    content_encoding: str | None = None
+    headers: dict[str, Any] | None = None
+    delivery_mode: int | None = None
+    priority: int | None = None
+    correlation_id: str | None = None
+    reply_to: str | None = None
+    expiration: str | None = None
+    message_id: str | None = None
+    timestamp: int | None = None
+    type: str | None = None
+    user_id: str | None = None
+    app_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One message delivered to a consumer."""
+
+    consumer_tag: str
+    delivery_tag: int
+    redelivered: bool
+    exchange: str
+    routing_key: str
+    properties: Properties
+    body: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class QueueSpec:
+    """A queue.declare: ``name == ""`` asks the broker to name the queue."""
+
+    name: str
+    durable: bool = True
+    exclusive: bool = False
+    auto_delete: bool = False
+    arguments: dict[str, Any] = field(default_factory=dict)
+
+
+class AuthenticationFailed(Exception):
+    """The broker refused the login/passcode (ACCESS_REFUSED at connection.open)."""
+
+
+class VhostAccessDenied(Exception):
+    """The vhost does not exist, or the user may not use it (or a connection limit)."""
+
+
+class BrokerUnavailable(Exception):
+    """The broker cannot be reached at all."""
+
+
+class ChannelClosed(Exception):
+    """The broker closed the channel or connection; carries AMQP code and text."""
+
+    def __init__(self, code: int, text: str) -> None:
+        super().__init__(code, text)
+        self.code = code
+        self.text = text
+
+
+class PublishNacked(Exception):
+    """The broker answered a publish with basic.nack (e.g. x-overflow=reject-publish)."""
+
+
+DeliveryHandler = Callable[[Delivery], None]
+CancelHandler = Callable[[str], None]  # consumer tag the broker cancelled
+CloseHandler = Callable[[ChannelClosed], None]
+
+
+class BrokerChannel(Protocol):
+    """What one STOMP session does on the broker (one AMQP channel per session)."""
+
+    def set_handlers(
+        self, on_delivery: DeliveryHandler, on_cancel: CancelHandler, on_close: CloseHandler
+    ) -> None: ...
+
+    async def declare_queue(self, spec: QueueSpec) -> str:
+        """Declare a queue and return its name (the broker's name when spec.name is "")."""
+
+    async def declare_queue_nowait(self, spec: QueueSpec) -> None:
+        """Declare without waiting for declare-ok (RabbitMQ's STOMP does so for /queue)."""
+
+    async def check_exchange(self, name: str) -> None:
+        """Passive exchange declare; raises ChannelClosed (404) when it does not exist."""
+
+    async def bind_queue(self, queue: str, exchange: str, routing_key: str) -> None: ...
+
+    async def delete_queue(self, queue: str) -> None: ...
+
+    async def consume(
+        self,
+        queue: str,
+        consumer_tag: str,
+        *,
+        no_ack: bool,
+        prefetch_count: int | None = None,
+        arguments: dict[str, Any] | None = None,
+    ) -> None: ...
+
+    async def cancel(self, consumer_tag: str) -> None: ...
+
+    async def publish(
+        self, exchange: str, routing_key: str, body: bytes, properties: Properties
+    ) -> asyncio.Future[None]:
+        """Queue a basic.publish for writing and return its publisher confirm.
+
+        Awaiting ``publish`` only waits for room in the connection's write buffer
+        (back-pressure), so successive publishes keep their order. The returned
+        awaitable resolves on the broker's basic.ack and raises ``ChannelClosed`` on a
+        basic.nack or when the channel dies first.
+        """
+
+    async def ack(self, delivery_tag: int, *, multiple: bool = False) -> None: ...
+
+    async def nack(self, delivery_tag: int, *, multiple: bool = False, requeue: bool = True) -> None: ...
+
+    async def close(self) -> None:
+        """Close the channel (and its connection if it owns one). Idempotent."""
+
+
+class Broker(Protocol):
+    """Opens a channel for a set of credentials, proving them first."""
+
+    async def open_channel(self, credentials: Credentials) -> BrokerChannel:
+        """Raises AuthenticationFailed, VhostAccessDenied or BrokerUnavailable."""
+
+    async def close(self) -> None: ...

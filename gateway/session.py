@@ -1,0 +1,806 @@
+"""One STOMP session: every protocol decision, for every transport.
+
+A transport feeds the bytes it receives to ``Session.data_received`` and gives the
+session a ``Transport`` to write frames to and to close. The session parses frames
+(``gateway.stomp``), runs each command against the broker port (``gateway.broker``),
+and decides when a RECEIPT or an ERROR goes out and when the connection ends.
+
+Rules (the table below is the whole state machine):
+
+* Frames are handled one at a time, in order; a transport awaits ``data_received``
+  before it reads more, so a slow broker slows the client down instead of
+  buffering its frames.
+* Before CONNECT only CONNECT/STOMP is accepted; anything else gets ERROR
+  "Illegal command" and the socket stays open (RabbitMQ). A failed CONNECT also
+  leaves the socket open, so the client may retry.
+* A ``StompError`` becomes exactly one ERROR frame; if it is fatal the session then
+  closes (1000 "STOMP died"), and the ERROR and every RECEIPT already due reach the
+  client first. RabbitMQ 3.10.8 loses those frames; later releases deliver them.
+* A framing error is answered by closing with 1007 and the parser's reason, no ERROR
+  frame (RabbitMQ).
+* A SEND's RECEIPT goes out only when the broker confirmed the publish; a broker
+  nack becomes an ERROR (RabbitMQ ignores nacks: we do not).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import ipaddress
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import StrEnum
+from functools import partial
+from typing import Any, Protocol
+
+from . import __version__
+from .broker.base import (
+    AuthenticationFailed,
+    Broker,
+    BrokerChannel,
+    BrokerUnavailable,
+    ChannelClosed,
+    Credentials,
+    Delivery,
+    PublishNacked,
+    QueueSpec,
+    VhostAccessDenied,
+)
+from .destinations import (
+    Destination,
+    DestinationKind,
+    consumer_arguments,
+    check_not_temp,
+    consumer_tag,
+    parse_destination,
+    send_plan,
+    subscribe_plan,
+)
+from .errors import BrokerError, ConnectError, ProcessingError, ProtocolError, StompError
+from .logging import get_logger
+from .mapping import message_headers, send_properties
+from .settings import Settings
+from .stomp import Frame, FrameError, FrameParser, encode_frame
+
+log = get_logger("gateway.session")
+
+
+class State(StrEnum):
+    AWAITING_CONNECT = "awaiting-connect"
+    CONNECTED = "connected"
+    CLOSED = "closed"
+
+
+# Which commands each state accepts. Anything not listed is answered by the entry
+# for None: before CONNECT "Illegal command", after it "Bad command" (RabbitMQ).
+CLIENT_COMMANDS = frozenset(
+    {"SEND", "SUBSCRIBE", "UNSUBSCRIBE", "ACK", "NACK", "BEGIN", "COMMIT", "ABORT", "DISCONNECT"}
+)
+ALLOWED: dict[State, frozenset[str]] = {
+    State.AWAITING_CONNECT: frozenset({"CONNECT", "STOMP"}),
+    State.CONNECTED: CLIENT_COMMANDS | {"CONNECT", "STOMP"},
+    State.CLOSED: frozenset(),
+}
+
+SUPPORTED_VERSIONS = ("1.0", "1.1", "1.2")
+ERROR_VERSION_HEADER = ",".join(SUPPORTED_VERSIONS)
+CLOSE_NORMAL = 1000
+CLOSE_INVALID_DATA = 1007
+STOMP_DIED = "STOMP died"  # RabbitMQ's close reason for every session end
+
+
+class Transport(Protocol):
+    """What a session needs from the connection it runs on."""
+
+    def send_frame(self, data: bytes) -> None:
+        """Queue one outbound STOMP frame (or heart-beat EOL); never blocks."""
+
+    async def close(self, code: int, reason: str) -> None:
+        """Flush queued frames, then close with ``code``/``reason``."""
+
+
+@dataclass(slots=True)
+class Subscription:
+    tag: str  # consumer tag: T_<id> or Q_<destination>
+    destination: Destination
+    ack: str  # auto | client | client-individual
+    queue: str
+    durable: bool
+    header_id: str | None  # the value of the MESSAGE "subscription" header
+
+
+@dataclass(slots=True)
+class Transaction:
+    frames: list[Frame] = field(default_factory=list)
+
+
+def negotiate_version(accept: str | None) -> str | None:
+    """Highest common version, comparing numeric components (RabbitMQ)."""
+    offered = ("1.0" if accept is None else accept).split(",")
+    common = [v.strip() for v in offered if v.strip() in SUPPORTED_VERSIONS]
+    if not common:
+        return None
+    return max(common, key=lambda v: tuple(int(p) for p in v.split(".")))
+
+
+def parse_heart_beat(value: str | None) -> tuple[int, int]:
+    """``cx,cy`` in ms -> (server send, server receive) in whole seconds (RabbitMQ).
+
+    ms_to_s: 0 -> 0, 1..999 -> 1, else floor(ms / 1000). The server sends at the
+    client's cy and expects the client's cx.
+    """
+    if value is None:
+        return 0, 0
+    parts = value.split(",")
+    if len(parts) != 2:
+        raise ProcessingError()
+    try:
+        cx, cy = (int(p.strip()) for p in parts)
+    except ValueError:
+        raise ProcessingError() from None
+    if cx < 0 or cy < 0:
+        raise ProcessingError()
+
+    def ms_to_s(ms: int) -> int:
+        return 0 if ms == 0 else max(1, ms // 1000)
+
+    return ms_to_s(cy), ms_to_s(cx)
+
+
+def is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host.split("%")[0]).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+def new_session_id() -> str:
+    return "session-" + base64.urlsafe_b64encode(os.urandom(16)).rstrip(b"=").decode()
+
+
+def error_frame(err: StompError) -> bytes:
+    headers: list[tuple[str, str]] = [
+        ("message", err.message),
+        ("content-type", "text/plain"),
+        ("version", ERROR_VERSION_HEADER),
+        *err.headers.items(),
+    ]
+    return encode_frame("ERROR", headers, err.body.encode())
+
+
+class Session:
+    """A STOMP session bound to one client connection."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        broker: Broker,
+        transport: Transport,
+        *,
+        client_host: str,
+        peer: str,
+    ) -> None:
+        self.settings = settings
+        self.broker = broker
+        self.transport = transport
+        self.client_host = client_host
+        self.peer = peer
+        self.id = new_session_id()
+        self.state = State.AWAITING_CONNECT
+        self.version = "1.0"
+        self.user: str | None = None
+        self.vhost: str | None = None
+        self.channel: BrokerChannel | None = None
+        self.parser = FrameParser(
+            max_headers=settings.max_headers,
+            max_header_length=settings.max_header_length,
+            max_body_length=settings.max_body_length,
+            max_frame_size=settings.max_frame_size_unauthenticated,
+            content_length_commands=frozenset({"SEND"}),
+        )
+        self.subscriptions: dict[str, Subscription] = {}
+        self.transactions: dict[str, Transaction] = {}
+        self.unacked: dict[int, str] = {}  # delivery tag -> consumer tag (client modes)
+        self.temp_queues: dict[str, str] = {}  # /temp-queue/<id> -> broker queue name
+        self.declared_queues: set[str] = set()
+        self.prefetch: int = 0  # the channel's current default prefetch for new consumers
+        self.pending_confirms = 0
+        self.confirms_drained = asyncio.Event()
+        self.confirms_drained.set()
+        self.frames_in = 0
+        self.frames_out = 0
+        self.started = time.monotonic()
+        self.close_reason = ""
+        self._last_in = self._last_out = time.monotonic()
+        self._timers: list[asyncio.TimerHandle] = []
+        self._send_interval = 0.0
+        self._recv_interval = 0.0
+        self._missed_beats = 0
+        self._closing: asyncio.Task[None] | None = None
+        self._closed = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        if settings.login_timeout > 0:
+            self._timers.append(loop.call_later(settings.login_timeout, self._login_timed_out))
+
+    # ------------------------------------------------------------------ transport side
+    async def data_received(self, data: bytes) -> None:
+        """Bytes from the client: parse, then handle each frame in order."""
+        self._last_in = time.monotonic()
+        if self.state is State.CLOSED:
+            return
+        try:
+            frames = self.parser.feed(data)
+        except FrameError as exc:
+            # RabbitMQ: no ERROR frame, close 1007 with the parser's reason.
+            self._shutdown(CLOSE_INVALID_DATA, exc.reason, why=f"framing error {exc.reason}")
+            return
+        for frame in frames:
+            if self.closed:
+                return
+            self.frames_in += 1
+            await self._handle(frame)
+
+    @property
+    def closed(self) -> bool:
+        return self.state is State.CLOSED
+
+    def note_activity(self) -> None:
+        """Inbound bytes that are not STOMP (a WebSocket ping) still show liveness."""
+        self._last_in = time.monotonic()
+
+    async def connection_lost(self) -> None:
+        """The client went away: release broker resources, once."""
+        if self.state is not State.CLOSED:
+            self.state = State.CLOSED
+            self.close_reason = self.close_reason or "client closed"
+            await self._release()
+        elif self._closing is not None:
+            await asyncio.shield(self._closing)
+
+    async def wait_closed(self) -> None:
+        await self._closed.wait()
+
+    # ------------------------------------------------------------------ output
+    def _write(self, data: bytes) -> None:
+        self._last_out = time.monotonic()
+        self.frames_out += 1
+        self.transport.send_frame(data)
+
+    def _send(self, command: str, headers: list[tuple[str, str]], body: bytes = b"") -> None:
+        self._write(encode_frame(command, headers, body, trailing_lf=self.settings.trailing_lf))
+
+    def _send_error(self, err: StompError) -> None:
+        data = error_frame(err)
+        if not self.settings.trailing_lf:
+            data = data[:-1]
+        self._write(data)
+
+    def _receipt(self, frame: Frame) -> None:
+        receipt = frame.headers.get("receipt")
+        if receipt is not None:
+            self._send("RECEIPT", [("receipt-id", receipt)])
+
+    # ------------------------------------------------------------------ dispatch
+    async def _handle(self, frame: Frame) -> None:
+        command = frame.command
+        if self.version == "1.0" and self.state is State.CONNECTED:
+            # STOMP 1.0: RabbitMQ trims leading whitespace of every header value.
+            frame = Frame(command, {k: v.lstrip() for k, v in frame.headers.items()}, frame.body)
+        try:
+            if command not in ALLOWED[self.state]:
+                if self.state is State.AWAITING_CONNECT:
+                    raise ProtocolError("Illegal command", "You must log in using CONNECT first")
+                raise ProtocolError("Bad command", f'Could not interpret command "{command}"\n')
+            handler = self._handlers[command]
+            await handler(self, frame)
+        except StompError as err:
+            self._fail(err)
+        except ChannelClosed as exc:
+            self._fail(broker_error(exc))
+        except Exception:
+            log.exception("frame handling failed", command=command)
+            self._fail(ProcessingError(fatal=True))
+
+    def _fail(self, err: StompError) -> None:
+        """Report one ERROR; end the session when the error is fatal."""
+        if self.state is State.CLOSED:
+            return
+        log.info("error", message=err.message, detail=err.body.strip(), fatal=err.fatal)
+        self._send_error(err)
+        if err.fatal:
+            self._shutdown(CLOSE_NORMAL, STOMP_DIED, why=f"error {err.message}")
+
+    def _shutdown(self, code: int, reason: str, *, why: str) -> None:
+        """Start closing: no more frames are handled; queued output is flushed."""
+        if self.state is State.CLOSED:
+            return
+        self.state = State.CLOSED
+        self.close_reason = why
+        self._closing = asyncio.ensure_future(self._close(code, reason))
+
+    async def _close(self, code: int, reason: str) -> None:
+        try:
+            await self._release()
+        finally:
+            await self.transport.close(code, reason)
+
+    async def _release(self) -> None:
+        for timer in self._timers:
+            timer.cancel()
+        self._timers.clear()
+        channel, self.channel = self.channel, None
+        if channel is not None:
+            await channel.close()
+        if not self._closed.is_set():
+            self._closed.set()
+            log.info(
+                "session closed",
+                reason=self.close_reason,
+                frames_in=self.frames_in,
+                frames_out=self.frames_out,
+                subscriptions=len(self.subscriptions),
+                seconds=round(time.monotonic() - self.started, 3),
+            )
+
+    # ------------------------------------------------------------------ CONNECT
+    async def on_connect(self, frame: Frame) -> None:
+        if self.state is State.CONNECTED:
+            # RabbitMQ 3.10.8 crashes the socket (1011); answer with an ERROR instead.
+            raise ProtocolError("Bad CONNECT", "Already connected", fatal=True)
+        h = frame.headers
+        version = negotiate_version(h.get("accept-version"))
+        if version is None:
+            raise ProtocolError(
+                "Version mismatch",
+                "Supported versions are " + ERROR_VERSION_HEADER + "\n",
+            )
+        send_s, recv_s = parse_heart_beat(h.get("heart-beat"))
+        login, passcode = self._credentials(h)
+        vhost = h.get("host") or self.settings.default_vhost
+        if login in self.settings.loopback_users and not is_loopback(self.client_host):
+            raise ConnectError("Bad CONNECT", "non-loopback access denied")
+        credentials = Credentials(login=login, passcode=passcode, vhost=vhost, peer=self.peer)
+        try:
+            channel = await self.broker.open_channel(credentials)
+        except AuthenticationFailed:
+            raise ConnectError("Bad CONNECT", f"Access refused for user '{login}'\n") from None
+        except VhostAccessDenied:
+            raise ConnectError("Bad CONNECT", f"Virtual host '{vhost}' access denied") from None
+        except BrokerUnavailable:
+            raise ConnectError("Bad CONNECT", "RabbitMQ is not reachable") from None
+        if self.state is State.CLOSED:  # the client left while we were logging in
+            await channel.close()
+            return
+        self.channel = channel
+        channel.set_handlers(self._on_delivery, self._on_cancel, self._on_channel_closed)
+        self.state = State.CONNECTED
+        self.version = version
+        self.user, self.vhost = login, vhost
+        self.parser.max_frame_size = self.settings.max_frame_size
+        for timer in self._timers:
+            timer.cancel()
+        self._timers.clear()
+        headers: list[tuple[str, str]] = []
+        if not self.settings.hide_server_info:
+            headers.append(("server", f"stomp-gateway/{__version__}"))
+        headers += [
+            ("session", self.id),
+            ("heart-beat", f"{send_s * 1000},{recv_s * 1000}"),
+            ("version", version),
+        ]
+        self._send("CONNECTED", headers)
+        log.info("session connected", user=login, vhost=vhost, version=version)
+        self._start_heartbeats(send_s, recv_s)
+
+    def _credentials(self, h: dict[str, str]) -> tuple[str, str]:
+        default_pass = self.settings.default_pass.get_secret_value()
+        login = h.get("login")
+        if login is None:
+            if self.settings.default_user is None:
+                raise ConnectError("Bad CONNECT", "Missing login or passcode header(s)")
+            return self.settings.default_user, default_pass
+        return login, h.get("passcode", default_pass)
+
+    # ------------------------------------------------------------------ heart-beats
+    def _start_heartbeats(self, send_s: int, recv_s: int) -> None:
+        loop = asyncio.get_running_loop()
+        if send_s:
+            # Check every half interval; beat when nothing else went out meanwhile.
+            self._send_interval = send_s / 2
+            self._timers.append(loop.call_later(self._send_interval, self._send_beat))
+        if recv_s:
+            self._recv_interval = float(recv_s)
+            self._timers.append(loop.call_later(self._recv_interval, self._check_beat))
+
+    def _rearm(self, delay: float, callback: Callable[[], None]) -> None:
+        self._timers = [t for t in self._timers if not t.cancelled() and t.when() > 0]
+        self._timers.append(asyncio.get_running_loop().call_later(delay, callback))
+
+    def _send_beat(self) -> None:
+        if self.state is State.CLOSED:
+            return
+        if time.monotonic() - self._last_out >= self._send_interval * 0.9:
+            self._last_out = time.monotonic()
+            self.transport.send_frame(b"\n")
+        self._rearm(self._send_interval, self._send_beat)
+
+    def _check_beat(self) -> None:
+        if self.state is State.CLOSED:
+            return
+        if time.monotonic() - self._last_in >= self._recv_interval:
+            self._missed_beats += 1
+        else:
+            self._missed_beats = 0
+        if self._missed_beats >= 2:
+            # RabbitMQ: two silent checks in a row, close without an ERROR frame.
+            self._shutdown(CLOSE_NORMAL, STOMP_DIED, why="heart-beat timeout")
+            return
+        self._rearm(self._recv_interval, self._check_beat)
+
+    def _login_timed_out(self) -> None:
+        if self.state is State.AWAITING_CONNECT:
+            self._shutdown(CLOSE_NORMAL, STOMP_DIED, why="login timeout")
+
+    # ------------------------------------------------------------------ SEND
+    async def on_send(self, frame: Frame) -> None:
+        dest_text = _require_destination(frame)
+        if "message-id" in frame.headers:
+            raise ProtocolError("Invalid header", "'message-id' is not allowed on 'SEND'.\n")
+        if self._deferred(frame):
+            return
+        await self._publish(frame, dest_text)
+
+    async def _publish(self, frame: Frame, dest_text: str) -> None:
+        channel = self._channel()
+        dest = parse_destination(dest_text)
+        check_not_temp(dest, "SEND")
+        plan = send_plan(dest, frame.headers, self.settings.default_topic_exchange)
+        if plan.declare is not None and plan.declare.name not in self.declared_queues:
+            # RabbitMQ declares /queue/ destinations once per session, with nowait.
+            await channel.declare_queue_nowait(plan.declare)
+            self.declared_queues.add(plan.declare.name)
+        reply_to = frame.headers.get("reply-to")
+        if reply_to is not None and reply_to.startswith("/temp-queue/"):
+            reply_to = await self._temp_queue(reply_to)
+        properties = send_properties(frame.headers, reply_to=reply_to)
+        confirm = await channel.publish(plan.exchange, plan.routing_key, frame.body, properties)
+        self.pending_confirms += 1
+        self.confirms_drained.clear()
+        confirm.add_done_callback(partial(self._confirmed, frame.headers.get("receipt")))
+
+    def _confirmed(self, receipt: str | None, fut: asyncio.Future[None]) -> None:
+        self.pending_confirms -= 1
+        if self.pending_confirms == 0:
+            self.confirms_drained.set()
+        if self.state is State.CLOSED and self._closing is None:
+            return
+        exc = None if fut.cancelled() else fut.exception()
+        if exc is None:
+            if receipt is not None:
+                self._send("RECEIPT", [("receipt-id", receipt)])
+        elif isinstance(exc, PublishNacked):
+            # RabbitMQ logs and drops a nack; tell the client its message was refused.
+            self._fail(
+                BrokerError(
+                    "Message rejected",
+                    "The broker did not accept a message (basic.nack)\n",
+                    fatal=False,
+                    headers={"receipt-id": receipt} if receipt else None,
+                )
+            )
+
+    async def _temp_queue(self, reply_to: str) -> str:
+        name = self.temp_queues.get(reply_to)
+        if name is None:
+            channel = self._channel()
+            name = await channel.declare_queue(
+                QueueSpec("", durable=False, exclusive=True, auto_delete=True)
+            )
+            tag = "T_" + reply_to
+            await channel.consume(name, tag, no_ack=True)
+            self.temp_queues[reply_to] = name
+            self.subscriptions[tag] = Subscription(
+                tag=tag,
+                destination=parse_destination("/queue/" + name),
+                ack="auto",
+                queue=name,
+                durable=False,
+                header_id=reply_to,
+            )
+        return name
+
+    # ------------------------------------------------------------------ SUBSCRIBE
+    async def on_subscribe(self, frame: Frame) -> None:
+        h = frame.headers
+        dest_text = _require_destination(frame)
+        sub_id = h.get("id")
+        if sub_id is not None and sub_id.startswith("/temp-queue/"):
+            raise ProcessingError()
+        ack = h.get("ack", "auto")
+        if ack not in ("auto", "client", "client-individual"):
+            raise ProcessingError()
+        prefetch = _int_header(h, "prefetch-count")
+        dest = parse_destination(dest_text)
+        tag = consumer_tag(h) or "Q_" + dest_text
+        if tag in self.subscriptions:
+            raise ProtocolError(
+                "Duplicated subscription identifier",
+                f"A subscription identified by '{tag}' already exists.",
+                fatal=True,
+            )
+        plan = subscribe_plan(
+            dest,
+            h,
+            subscription_id=sub_id,
+            default_topic_exchange=self.settings.default_topic_exchange,
+        )
+        channel = self._channel()
+        queue = plan.queue
+        if plan.declare is not None:
+            if plan.declare_nowait:
+                if plan.declare.name not in self.declared_queues:
+                    await channel.declare_queue_nowait(plan.declare)
+                    self.declared_queues.add(plan.declare.name)
+            else:
+                queue = await channel.declare_queue(plan.declare)
+        # Newest RabbitMQ: prefetch-count is per subscription and does not leak into
+        # later SUBSCRIBEs (3.10.8 let basic.qos carry over).
+        wanted = prefetch or 0
+        qos = wanted if wanted != self.prefetch else None
+        self.prefetch = wanted
+        self.subscriptions[tag] = Subscription(
+            tag=tag,
+            destination=dest,
+            ack=ack,
+            queue=queue,
+            durable=plan.durable,
+            header_id=sub_id,
+        )
+        try:
+            await channel.consume(
+                queue,
+                tag,
+                no_ack=ack == "auto",
+                prefetch_count=qos,
+                arguments=consumer_arguments(h),
+            )
+            if plan.bind is not None:
+                await channel.bind_queue(queue, *plan.bind)
+        except BaseException:
+            self.subscriptions.pop(tag, None)
+            if plan.delete_on_failure and self.channel is not None:
+                # RabbitMQ deletes a subscription queue whose consume or bind failed.
+                with contextlib.suppress(ChannelClosed):
+                    await self.channel.delete_queue(queue)
+            raise
+        self._receipt(frame)
+
+    async def on_unsubscribe(self, frame: Frame) -> None:
+        h = frame.headers
+        sub_id = h.get("id")
+        if sub_id is not None:
+            if sub_id.startswith("/temp-queue/"):
+                raise ProtocolError("Invalid id", "UNSUBSCRIBE 'id' may not start with /temp-queue/\n")
+            tag, what = "T_" + sub_id, f"id='{sub_id}'"
+        elif "destination" in h:
+            tag, what = "Q_" + h["destination"], f"destination='{h['destination']}'"
+        else:
+            raise ProtocolError(
+                "Missing destination or id",
+                "UNSUBSCRIBE must include a 'destination' or 'id' header",
+            )
+        sub = self.subscriptions.get(tag)
+        if sub is None:
+            raise ProtocolError(
+                "No subscription found",
+                "UNSUBSCRIBE must refer to an existing subscription.\n"
+                f'Subscription to "{what}" not found.\n',
+            )
+        channel = self._channel()
+        await channel.cancel(tag)
+        del self.subscriptions[tag]
+        if sub.destination.kind is DestinationKind.TOPIC and (
+            _bool_header(h, "durable") or _bool_header(h, "persistent")
+        ):
+            # RabbitMQ deletes a durable topic subscription's queue on an UNSUBSCRIBE
+            # that says durable:true (newest release: the recorded queue, not one
+            # named by the frame).
+            await channel.delete_queue(sub.queue)
+        self._receipt(frame)
+
+    # ------------------------------------------------------------------ deliveries
+    def _on_delivery(self, delivery: Delivery) -> None:
+        if self.state is not State.CONNECTED:
+            return
+        sub = self.subscriptions.get(delivery.consumer_tag)
+        if sub is None:
+            return
+        message_id = f"{sub.tag}@@{self.id}@@{delivery.delivery_tag}"
+        ack = None
+        if sub.ack != "auto":
+            self.unacked[delivery.delivery_tag] = sub.tag
+            if self.version == "1.2":
+                ack = message_id  # STOMP 1.2: the value to put in ACK's "id"
+        headers = message_headers(
+            delivery, subscription=sub.header_id, message_id=message_id, ack=ack
+        )
+        self._send("MESSAGE", headers, delivery.body)
+
+    def _on_cancel(self, tag: str) -> None:
+        sub = self.subscriptions.pop(tag, None)
+        if sub is None or self.state is not State.CONNECTED:
+            return
+        label = f"id='{sub.header_id}'" if sub.header_id else f"destination='{sub.destination.text}'"
+        self._fail(
+            StompError(
+                "Server cancelled subscription",
+                "The server has canceled a subscription.\n"
+                f'No more messages will be delivered for "{label}".\n',
+                headers={"subscription": sub.header_id or sub.destination.text},
+            )
+        )
+
+    def _on_channel_closed(self, exc: ChannelClosed) -> None:
+        self.channel = None
+        self._fail(broker_error(exc))
+
+    # ------------------------------------------------------------------ ACK / NACK
+    async def on_ack(self, frame: Frame) -> None:
+        await self._settle(frame, nack=False)
+
+    async def on_nack(self, frame: Frame) -> None:
+        await self._settle(frame, nack=True)
+
+    async def _settle(self, frame: Frame, *, nack: bool) -> None:
+        command = frame.command
+        name = "id" if self.version == "1.2" else "message-id"
+        value = frame.headers.get(name)
+        if value is None:
+            raise ProtocolError("Missing header", f'"{command}" must include the "{name}" header\n')
+        parts = value.split("@@")
+        if len(parts) != 3 or not parts[2].isdigit():
+            raise ProtocolError("Invalid header", f'"{command}" must include a valid "{name}" header\n')
+        tag, delivery_tag = parts[0], int(parts[2])
+        if self._deferred(frame):
+            return
+        sub_tag = self.unacked.get(delivery_tag)
+        if sub_tag is None:
+            # Newest RabbitMQ: an unknown or repeated ack is an ERROR, not a dead channel.
+            raise ProtocolError("Message not found", f"unknown delivery tag {delivery_tag}")
+        sub = self.subscriptions.get(tag)
+        multiple = sub is not None and sub.ack == "client"
+        if multiple:
+            for t in [t for t in self.unacked if t <= delivery_tag]:
+                del self.unacked[t]
+        else:
+            del self.unacked[delivery_tag]
+        channel = self._channel()
+        if nack:
+            requeue = _bool_header(frame.headers, "requeue", self.settings.default_nack_requeue)
+            await channel.nack(delivery_tag, multiple=multiple, requeue=requeue)
+        else:
+            await channel.ack(delivery_tag, multiple=multiple)
+        self._receipt(frame)
+
+    # ------------------------------------------------------------------ transactions
+    def _deferred(self, frame: Frame) -> bool:
+        """Queue a SEND/ACK/NACK that names a transaction; True when it was queued."""
+        tx = frame.headers.get("transaction")
+        if tx is None:
+            return False
+        transaction = self.transactions.get(tx)
+        if transaction is None:
+            raise ProtocolError("Bad transaction", f'Invalid transaction identifier: "{tx}"\n')
+        headers = dict(frame.headers)
+        del headers["transaction"]
+        transaction.frames.append(Frame(frame.command, headers, frame.body))
+        self._receipt_unless_send(frame)
+        return True
+
+    def _receipt_unless_send(self, frame: Frame) -> None:
+        if frame.command != "SEND":
+            self._receipt(frame)
+
+    def _transaction_id(self, frame: Frame) -> str:
+        tx = frame.headers.get("transaction")
+        if tx is None:
+            raise ProtocolError(
+                "Missing transaction", f"\"{frame.command}\" must include a 'transaction' header\n"
+            )
+        return tx
+
+    async def on_begin(self, frame: Frame) -> None:
+        self.transactions[self._transaction_id(frame)] = Transaction()
+        self._receipt(frame)
+
+    async def on_commit(self, frame: Frame) -> None:
+        tx = self._transaction_id(frame)
+        transaction = self.transactions.pop(tx, None)
+        if transaction is None:
+            raise ProtocolError("Bad transaction", f'Invalid transaction identifier: "{tx}"\n')
+        for action in transaction.frames:
+            if action.command == "SEND":
+                await self._publish(action, action.headers["destination"])
+            else:
+                await self._settle(action, nack=action.command == "NACK")
+        self._receipt(frame)
+
+    async def on_abort(self, frame: Frame) -> None:
+        tx = self._transaction_id(frame)
+        if self.transactions.pop(tx, None) is None:
+            raise ProtocolError("Bad transaction", f'Invalid transaction identifier: "{tx}"\n')
+        self._receipt(frame)
+
+    # ------------------------------------------------------------------ DISCONNECT
+    async def on_disconnect(self, frame: Frame) -> None:
+        # Every SEND before the DISCONNECT is confirmed (and its RECEIPT sent) first;
+        # RabbitMQ 3.10.8 even drops the DISCONNECT's own receipt, later releases send it.
+        try:
+            await asyncio.wait_for(self.confirms_drained.wait(), timeout=10)
+        except TimeoutError:
+            pass
+        self._receipt(frame)
+        self._shutdown(CLOSE_NORMAL, STOMP_DIED, why="DISCONNECT")
+
+    # ------------------------------------------------------------------ helpers
+    def _channel(self) -> BrokerChannel:
+        if self.channel is None:
+            raise BrokerError("Processing error", "The broker channel is closed\n")
+        return self.channel
+
+    _handlers: dict[str, Callable[[Session, Frame], Any]] = {}
+
+
+Session._handlers = {
+    "CONNECT": Session.on_connect,
+    "STOMP": Session.on_connect,
+    "SEND": Session.on_send,
+    "SUBSCRIBE": Session.on_subscribe,
+    "UNSUBSCRIBE": Session.on_unsubscribe,
+    "ACK": Session.on_ack,
+    "NACK": Session.on_nack,
+    "BEGIN": Session.on_begin,
+    "COMMIT": Session.on_commit,
+    "ABORT": Session.on_abort,
+    "DISCONNECT": Session.on_disconnect,
+}
+
+
+def broker_error(exc: ChannelClosed) -> BrokerError:
+    """An AMQP close -> ERROR as RabbitMQ words it: message ``not_found``, body the text."""
+    name = exc.text.split(" - ", 1)[0].strip().lower() or "internal_error"
+    return BrokerError(name, exc.text)
+
+
+def _require_destination(frame: Frame) -> str:
+    dest = frame.headers.get("destination")
+    if dest is None:
+        raise ProtocolError(
+            "Missing destination",
+            f"\"{frame.command}\" must include a 'destination' header\n",
+        )
+    return dest
+
+
+def _int_header(headers: dict[str, str], name: str) -> int | None:
+    value = headers.get(name)
+    if value is None:
+        return None
+    try:
+        return int(value.strip())
+    except ValueError:
+        raise ProcessingError() from None
+
+
+def _bool_header(headers: dict[str, str], name: str, default: bool = False) -> bool:
+    value = headers.get(name)
+    if value is None:
+        return default
+    if value in ("true", "True"):
+        return True
+    if value in ("false", "False"):
+        return False
+    raise ProcessingError()

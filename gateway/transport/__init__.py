@@ -1,0 +1,1 @@
+"""Transports move bytes between clients and sessions; they make no protocol decisions."""
