@@ -89,6 +89,7 @@ SUPPORTED_VERSIONS = ("1.0", "1.1", "1.2")
 ERROR_VERSION_HEADER = ",".join(SUPPORTED_VERSIONS)
 CLOSE_NORMAL = 1000
 CLOSE_INVALID_DATA = 1007
+MAX_CLOSE_REASON = 123  # RFC 6455: a close reason fits in 123 bytes
 STOMP_DIED = "STOMP died"  # RabbitMQ's close reason for every session end
 
 
@@ -227,18 +228,26 @@ class Session:
 
     # ------------------------------------------------------------------ transport side
     async def data_received(self, data: bytes) -> None:
-        """Bytes from the client: parse, then handle each frame in order."""
+        """Bytes from the client: parse, then handle each frame in order.
+
+        Frames are taken one at a time, so a CONNECT raises the frame size limit
+        before the rest of the same message is parsed, and frames that precede a
+        framing error are still handled (RabbitMQ 3.10.8 dropped them).
+        """
         self._last_in = time.monotonic()
-        if self.state is State.CLOSED:
+        if self.closed:
             return
-        try:
-            frames = self.parser.feed(data)
-        except FrameError as exc:
-            # RabbitMQ: no ERROR frame, close 1007 with the parser's reason.
-            self._shutdown(CLOSE_INVALID_DATA, exc.reason, why=f"framing error {exc.reason}")
-            return
-        for frame in frames:
-            if self.closed:
+        parser = self.parser
+        parser.receive_data(data)
+        while not self.closed:
+            try:
+                frame = parser.next_frame()
+            except FrameError as exc:
+                # RabbitMQ: no ERROR frame, close 1007 with the parser's reason.
+                reason = exc.reason.encode()[:MAX_CLOSE_REASON].decode(errors="ignore")
+                self._shutdown(CLOSE_INVALID_DATA, reason, why=f"framing error {exc.kind}")
+                return
+            if frame is None:
                 return
             self.frames_in += 1
             await self._handle(frame)
