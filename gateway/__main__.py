@@ -20,11 +20,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--host", help="bind address (default 0.0.0.0; web_stomp.tcp.ip)")
     p.add_argument("--port", type=int, help="WebSocket port (default 15674; web_stomp.tcp.port)")
-    p.add_argument("--ws-path", dest="ws_path", help="upgrade path (default /ws; web_stomp.ws_path)")
-    p.add_argument("--amqp-url", dest="amqp_url", help="RabbitMQ URL (default amqp://127.0.0.1:5672/)")
+    p.add_argument(
+        "--ws-path", dest="ws_path", help="upgrade path (default /ws; web_stomp.ws_path)"
+    )
+    p.add_argument(
+        "--amqp-url", dest="amqp_url", help="RabbitMQ URL (default amqp://127.0.0.1:5672/)"
+    )
     p.add_argument("--config", metavar="FILE", help="TOML settings file (also GATEWAY_CONFIG)")
     p.add_argument(
-        "--log-level", dest="log_level", choices=["debug", "info", "warning", "error"], help="default info"
+        "--log-level",
+        dest="log_level",
+        choices=["debug", "info", "warning", "error"],
+        help="default info",
     )
     p.add_argument("--version", action="version", version=f"stomp-gateway {__version__}")
     return p.parse_args(argv)
@@ -39,7 +46,9 @@ def main(argv: list[str] | None = None) -> None:
         print(f"stomp-gateway: invalid settings: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
     configure(settings.log_level, settings.log_format)
-    get_logger("gateway").info("starting", version=__version__, amqp_url=_safe_url(settings.amqp_url))
+    get_logger("gateway").info(
+        "starting", version=__version__, amqp_url=_safe_url(settings.amqp_url)
+    )
     from .server import run
 
     run(settings)

@@ -35,7 +35,7 @@ from enum import StrEnum
 from functools import lru_cache
 from typing import Any
 
-from gateway.broker.base import QueueSpec
+from gateway.broker.base import Long, QueueSpec
 from gateway.errors import DestinationError, ProcessingError, ProtocolError
 
 __all__ = [
@@ -347,7 +347,7 @@ def queue_arguments(headers: Mapping[str, str]) -> dict[str, Any]:
     for name in present:
         value = headers[name]
         if name in _LONG_ARGUMENTS:
-            arguments[name] = _parse_long(value)
+            arguments[name] = Long(_parse_long(value))
         else:  # longstr: x-dead-letter-*, x-queue-type, x-max-age (4.x)
             arguments[name] = value.strip(" ")
     return arguments

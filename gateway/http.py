@@ -20,7 +20,7 @@ from websockets.http11 import Request, Response
 if TYPE_CHECKING:
     from .server import Server
 
-STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
+DEFAULT_STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
 
 
 def response(status: HTTPStatus, body: bytes, content_type: str = "text/plain") -> Response:
@@ -34,11 +34,11 @@ def response(status: HTTPStatus, body: bytes, content_type: str = "text/plain") 
     return Response(status.value, status.phrase, headers, body)
 
 
-def static_file(path: str) -> Response | None:
-    """A file under static/ (``/`` is index.html), never outside it."""
+def static_file(root: Path, path: str) -> Response | None:
+    """A file under ``root`` (``/`` is index.html), never outside it."""
     relative = path.lstrip("/") or "index.html"
-    target = (STATIC_DIR / relative).resolve()
-    if not target.is_relative_to(STATIC_DIR) or not target.is_file():
+    target = (root / relative).resolve()
+    if not target.is_relative_to(root) or not target.is_file():
         return None
     content_type = mimetypes.guess_type(target.name)[0] or "application/octet-stream"
     if content_type.startswith("text/") or content_type == "application/javascript":
@@ -48,6 +48,7 @@ def static_file(path: str) -> Response | None:
 
 def make_process_request(server: Server):  # type: ignore[no-untyped-def]
     ws_paths = {server.settings.ws_path, server.settings.ws_path.rstrip("/") + "/"}
+    static_root = (server.settings.static_dir or DEFAULT_STATIC_DIR).resolve()
 
     def process_request(_connection: ServerConnection, request: Request) -> Response | None:
         path = request.path.split("?", 1)[0]
@@ -59,7 +60,7 @@ def make_process_request(server: Server):  # type: ignore[no-untyped-def]
             if server.ready():
                 return response(HTTPStatus.OK, b"ready\n")
             return response(HTTPStatus.SERVICE_UNAVAILABLE, b"broker unreachable\n")
-        found = static_file(path)
+        found = static_file(static_root, path)
         if found is not None:
             return found
         return response(HTTPStatus.NOT_FOUND, b"Not Found\n")

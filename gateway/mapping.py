@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from gateway.broker.base import Delivery, Properties
+from gateway.broker.base import Delivery, NarrowInt, Properties
 from gateway.destinations import destination_from_delivery, parse_integer
 from gateway.errors import ProcessingError
 
@@ -115,12 +115,12 @@ def _table_value(value: Any) -> str | None:
     # rabbit_stomp_util:adhoc_convert_headers/2 keeps longstr and integers only.
     # pamqp gives a longstr as str, or as bytes when it is not UTF-8 (a byte
     # array 'x' comes as bytearray and is dropped like the plugin drops it).
-    # Integer widths are indistinguishable after decoding, so every int counts.
+    # Only signed 32/64-bit integers count; the adapter marks others NarrowInt.
     if isinstance(value, str):
         return value
     if isinstance(value, bytes):
         return value.decode("utf-8", "surrogateescape")
-    if isinstance(value, int) and not isinstance(value, bool):
+    if isinstance(value, int) and not isinstance(value, (bool, NarrowInt)):
         return str(value)
     return None  # bool, float, Decimal, datetime, list (x-death), dict, None
 

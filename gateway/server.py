@@ -66,7 +66,7 @@ class Server:
         self.port = sock.getsockname()[1]
         log.info("listening", url=f"ws://{s.host}:{self.port}{s.ws_path}")
 
-    async def stop(self, timeout: float = 10.0) -> None:
+    async def stop(self, grace: float = 10.0) -> None:
         if self._stopping.is_set():
             return
         self._stopping.set()
@@ -76,10 +76,12 @@ class Server:
         for session in list(self.sessions):
             session.transport.send_frame(goodbye)
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(session.transport.close(CLOSE_GOING_AWAY, "server shutting down"), 2)
+                await asyncio.wait_for(
+                    session.transport.close(CLOSE_GOING_AWAY, "server shutting down"), 2
+                )
         if self._ws is not None:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._ws.wait_closed(), timeout)
+                await asyncio.wait_for(self._ws.wait_closed(), grace)
         await self.broker.close()
 
     async def serve_forever(self) -> None:

@@ -30,11 +30,11 @@ import contextlib
 import ipaddress
 import os
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
-from functools import partial
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 from . import __version__
 from .broker.base import (
@@ -52,8 +52,8 @@ from .broker.base import (
 from .destinations import (
     Destination,
     DestinationKind,
-    consumer_arguments,
     check_not_temp,
+    consumer_arguments,
     consumer_tag,
     parse_destination,
     send_plan,
@@ -111,6 +111,9 @@ class Subscription:
     queue: str
     durable: bool
     header_id: str | None  # the value of the MESSAGE "subscription" header
+    # Deliveries that arrive before the SUBSCRIBE's RECEIPT went out wait here, so the
+    # RECEIPT comes first, as with RabbitMQ (None once the subscription is live).
+    held: list[Delivery] | None = None
 
 
 @dataclass(slots=True)
@@ -208,7 +211,10 @@ class Session:
         self.temp_queues: dict[str, str] = {}  # /temp-queue/<id> -> broker queue name
         self.declared_queues: set[str] = set()
         self.prefetch: int = 0  # the channel's current default prefetch for new consumers
-        self.pending_confirms = 0
+        # Publishes awaiting the broker's confirm, in SEND order; RECEIPTs go out in
+        # that order even when confirms resolve out of order (aiormq settles a
+        # multiple-ack in later loop turns than a single ack that follows it).
+        self.unconfirmed: deque[tuple[asyncio.Future[None], str | None]] = deque()
         self.confirms_drained = asyncio.Event()
         self.confirms_drained.set()
         self.frames_in = 0
@@ -476,17 +482,20 @@ class Session:
             reply_to = await self._temp_queue(reply_to)
         properties = send_properties(frame.headers, reply_to=reply_to)
         confirm = await channel.publish(plan.exchange, plan.routing_key, frame.body, properties)
-        self.pending_confirms += 1
+        self.unconfirmed.append((confirm, frame.headers.get("receipt")))
         self.confirms_drained.clear()
-        confirm.add_done_callback(partial(self._confirmed, frame.headers.get("receipt")))
+        confirm.add_done_callback(self._confirmed)
 
-    def _confirmed(self, receipt: str | None, fut: asyncio.Future[None]) -> None:
-        self.pending_confirms -= 1
-        if self.pending_confirms == 0:
+    def _confirmed(self, _fut: asyncio.Future[None]) -> None:
+        unconfirmed = self.unconfirmed
+        while unconfirmed and unconfirmed[0][0].done():
+            fut, receipt = unconfirmed.popleft()
+            exc = None if fut.cancelled() else fut.exception()
+            self._settle_publish(exc, receipt)
+        if not unconfirmed:
             self.confirms_drained.set()
-        if self.state is State.CLOSED and self._closing is None:
-            return
-        exc = None if fut.cancelled() else fut.exception()
+
+    def _settle_publish(self, exc: BaseException | None, receipt: str | None) -> None:
         if exc is None:
             if receipt is not None:
                 self._send("RECEIPT", [("receipt-id", receipt)])
@@ -567,6 +576,7 @@ class Session:
             queue=queue,
             durable=plan.durable,
             header_id=sub_id,
+            held=[],
         )
         try:
             await channel.consume(
@@ -586,13 +596,19 @@ class Session:
                     await self.channel.delete_queue(queue)
             raise
         self._receipt(frame)
+        sub = self.subscriptions[tag]
+        held, sub.held = sub.held or [], None
+        for delivery in held:
+            self._on_delivery(delivery)
 
     async def on_unsubscribe(self, frame: Frame) -> None:
         h = frame.headers
         sub_id = h.get("id")
         if sub_id is not None:
             if sub_id.startswith("/temp-queue/"):
-                raise ProtocolError("Invalid id", "UNSUBSCRIBE 'id' may not start with /temp-queue/\n")
+                raise ProtocolError(
+                    "Invalid id", "UNSUBSCRIBE 'id' may not start with /temp-queue/\n"
+                )
             tag, what = "T_" + sub_id, f"id='{sub_id}'"
         elif "destination" in h:
             tag, what = "Q_" + h["destination"], f"destination='{h['destination']}'"
@@ -627,6 +643,9 @@ class Session:
         sub = self.subscriptions.get(delivery.consumer_tag)
         if sub is None:
             return
+        if sub.held is not None:
+            sub.held.append(delivery)
+            return
         message_id = f"{sub.tag}@@{self.id}@@{delivery.delivery_tag}"
         ack = None
         if sub.ack != "auto":
@@ -642,7 +661,9 @@ class Session:
         sub = self.subscriptions.pop(tag, None)
         if sub is None or self.state is not State.CONNECTED:
             return
-        label = f"id='{sub.header_id}'" if sub.header_id else f"destination='{sub.destination.text}'"
+        label = (
+            f"id='{sub.header_id}'" if sub.header_id else f"destination='{sub.destination.text}'"
+        )
         self._fail(
             StompError(
                 "Server cancelled subscription",
@@ -671,7 +692,9 @@ class Session:
             raise ProtocolError("Missing header", f'"{command}" must include the "{name}" header\n')
         parts = value.split("@@")
         if len(parts) != 3 or not parts[2].isdigit():
-            raise ProtocolError("Invalid header", f'"{command}" must include a valid "{name}" header\n')
+            raise ProtocolError(
+                "Invalid header", f'"{command}" must include a valid "{name}" header\n'
+            )
         tag, delivery_tag = parts[0], int(parts[2])
         if self._deferred(frame):
             return
@@ -760,7 +783,7 @@ class Session:
             raise BrokerError("Processing error", "The broker channel is closed\n")
         return self.channel
 
-    _handlers: dict[str, Callable[[Session, Frame], Any]] = {}
+    _handlers: ClassVar[dict[str, Callable[[Session, Frame], Any]]] = {}
 
 
 Session._handlers = {

@@ -63,24 +63,35 @@ class Settings(BaseSettings):
     default_nack_requeue: bool = Field(True, description="stomp.default_nack_requeue")
     hide_server_info: bool = Field(False, description="stomp.hide_server_info")
     login_timeout: float = Field(
-        10.0, ge=0, description="Close sockets that do not CONNECT in time, seconds (stomp.login_timeout, ms there); 0 = never."
+        10.0,
+        ge=0,
+        description="Close sockets that do not CONNECT in time, seconds (stomp.login_timeout, ms there); 0 = never.",
     )
     loopback_users: list[str] = Field(
         default_factory=lambda: ["guest"],
         description="Users allowed only from a loopback client address (RabbitMQ's loopback_users).",
     )
-    trailing_lf: bool = Field(True, description="LF after each outbound frame's NUL (rabbitmq_stomp.trailing_lf).")
+    trailing_lf: bool = Field(
+        True, description="LF after each outbound frame's NUL (rabbitmq_stomp.trailing_lf)."
+    )
 
     # -- limits (stomp.max_frame_size, stomp.max_frame_size_unauthenticated, parser limits)
     max_frame_size: int = Field(4 * 1024 * 1024, gt=0, description="stomp.max_frame_size")
     max_frame_size_unauthenticated: int = Field(
         65536, gt=0, description="stomp.max_frame_size_unauthenticated"
     )
-    max_headers: int = Field(100, gt=0, description="Headers per frame (rabbitmq_stomp max_headers).")
+    max_headers: int = Field(
+        100, gt=0, description="Headers per frame (rabbitmq_stomp max_headers)."
+    )
     max_header_length: int = Field(102400, gt=0, description="Bytes per header name or value.")
     max_body_length: int = Field(104857600, gt=0, description="Bytes per frame body.")
 
     # -- operations -----------------------------------------------------------------------
+    static_dir: Path | None = Field(
+        None,
+        description="Directory served at / (the demo page); default: static/ beside the "
+        "gateway package (a source checkout). The Docker image sets it.",
+    )
     log_level: LogLevel = "info"
     log_format: Literal["auto", "json", "console"] = "auto"
 

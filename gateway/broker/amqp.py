@@ -19,16 +19,18 @@ channel that is always in confirm mode behaves the same for the client).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from contextlib import suppress
-from functools import partial
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 import aio_pika
 import aiormq
 from aiormq.abc import ChannelFrame, DeliveredMessage
 from pamqp import commands as spec
+from pamqp import decode as pamqp_decode
+from pamqp import encode as pamqp_encode
 from pamqp.base import Frame as AmqpFrame
 from pamqp.body import ContentBody
 from pamqp.header import ContentHeader
@@ -43,6 +45,8 @@ from .base import (
     Credentials,
     Delivery,
     DeliveryHandler,
+    Long,
+    NarrowInt,
     Properties,
     PublishNacked,
     QueueSpec,
@@ -53,17 +57,44 @@ _PRODUCT = "stomp-gateway"
 
 
 def _channel_closed(exc: BaseException | None) -> ChannelClosed:
-    """aiormq's exception for a Channel.Close / Connection.Close -> (code, text)."""
+    """aiormq's exception for a Channel.Close / Connection.Close -> (code, text).
+
+    aiormq raises e.g. ``ChannelNotFoundEntity("NOT_FOUND - no exchange 'x' in vhost
+    '/'")``: the broker's reply text is the first argument, its code the class's.
+    """
     if isinstance(exc, ChannelClosed):
         return exc
-    if exc is None:
-        return ChannelClosed(320, "CONNECTION_FORCED - broker connection lost")
-    frame = exc.args[1] if len(exc.args) > 1 else None
-    code = getattr(frame, "reply_code", None)
-    text = getattr(frame, "reply_text", None)
-    if isinstance(code, int) and isinstance(text, str):
-        return ChannelClosed(code, text)
+    text = exc.args[0] if exc is not None and exc.args else None
+    if isinstance(text, str) and " - " in text:
+        frame = exc.args[1] if exc is not None and len(exc.args) > 1 else None
+        code = getattr(frame, "reply_code", None) or getattr(exc, "code", 0)
+        return ChannelClosed(code if isinstance(code, int) else 0, text)
     return ChannelClosed(320, "CONNECTION_FORCED - broker connection lost")
+
+
+def _encode_table_integer(value: int, _default: Any = pamqp_encode.table_integer) -> bytes:
+    """pamqp picks the smallest integer type; a ``Long`` is always sent as 'l'."""
+    if type(value) is Long:
+        return b"l" + pamqp_encode.long_long_int(value)
+    result: bytes = _default(value)
+    return result
+
+
+# pamqp looks this name up at call time; only ``Long`` values are treated differently.
+pamqp_encode.table_integer = _encode_table_integer
+
+
+def _narrow(decoder: Callable[..., Any]) -> Callable[[bytes], tuple[int, Any]]:
+    def decode(value: bytes) -> tuple[int, Any]:
+        consumed, number = decoder(value)
+        return consumed, NarrowInt(number)
+
+    return decode
+
+
+# Mark the table integer types RabbitMQ's STOMP plugin drops from MESSAGE headers.
+for _code in (b"b", b"B", b"s", b"u", b"i", b"L"):
+    pamqp_decode.TABLE_MAPPING[_code] = _narrow(pamqp_decode.TABLE_MAPPING[_code])
 
 
 def _settle(result: asyncio.Future[None], confirmation: asyncio.Future[Any]) -> None:
@@ -122,11 +153,15 @@ def _from_amqp_properties(p: spec.Basic.Properties) -> Properties:
 class AmqpChannel:
     """One session's channel (and, for now, its own connection)."""
 
-    def __init__(self, connection: aio_pika.abc.AbstractConnection,
-                 channel: aio_pika.abc.AbstractChannel) -> None:
+    def __init__(
+        self,
+        connection: aio_pika.abc.AbstractConnection,
+        channel: aio_pika.abc.AbstractChannel,
+        raw: aiormq.abc.AbstractChannel,
+    ) -> None:
         self._connection = connection
         self._channel = channel
-        self._raw: aiormq.abc.AbstractChannel = channel.channel  # type: ignore[attr-defined]
+        self._raw = raw
         self._on_delivery: DeliveryHandler | None = None
         self._on_cancel: CancelHandler | None = None
         self._on_close: CloseHandler | None = None
@@ -253,21 +288,26 @@ class AmqpChannel:
         raw.confirmations[raw.delivery_tag] = confirmation
         result: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         confirmation.add_done_callback(partial(_settle, result))
-        await raw.write_queue.put(
-            ChannelFrame.marshall(channel_number=raw.number, frames=frames)
-        )
+        await raw.write_queue.put(ChannelFrame.marshall(channel_number=raw.number, frames=frames))
         return result
 
     async def ack(self, delivery_tag: int, *, multiple: bool = False) -> None:
         await self._call(self._raw.basic_ack(delivery_tag, multiple=multiple))
 
-    async def nack(self, delivery_tag: int, *, multiple: bool = False, requeue: bool = True) -> None:
+    async def nack(
+        self, delivery_tag: int, *, multiple: bool = False, requeue: bool = True
+    ) -> None:
         await self._call(self._raw.basic_nack(delivery_tag, multiple=multiple, requeue=requeue))
 
     async def close(self) -> None:
         self._closing = True
         with suppress(Exception):
             await self._connection.close()
+        # aiormq finishes its writer in an untracked task once its reader has ended
+        # (a broker-closed channel takes that path); give it the loop turns it needs
+        # so no half-closed connection outlives the session.
+        for _ in range(2):
+            await asyncio.sleep(0)
 
 
 class AmqpBroker:
@@ -298,14 +338,15 @@ class AmqpBroker:
             # RabbitMQ answers connection.open for an unknown or forbidden vhost (and
             # for vhost/user connection limits) with Connection.Close.
             raise VhostAccessDenied(credentials.vhost) from exc
-        except (OSError, asyncio.TimeoutError, aiormq.exceptions.AMQPError) as exc:
+        except (TimeoutError, OSError, aiormq.exceptions.AMQPError) as exc:
             raise BrokerUnavailable(str(exc)) from exc
         try:
             channel = await connection.channel(publisher_confirms=True)
+            raw = await channel.get_underlay_channel()
+            return AmqpChannel(connection, channel, raw)
         except BaseException:
             await connection.close()
             raise
-        return AmqpChannel(connection, channel)
 
     async def close(self) -> None:
         return None

@@ -18,6 +18,27 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 
+class Long(int):
+    """An integer the broker must receive as an AMQP ``long`` (signed 64-bit, 'l').
+
+    RabbitMQ's STOMP plugin declares integer ``x-*`` queue arguments as long; sending
+    the same types keeps queues it created equivalent to ours after a migration.
+    """
+
+    __slots__ = ()
+
+
+class NarrowInt(int):
+    """A header-table integer the broker sent as 8/16-bit or unsigned 32/64-bit.
+
+    RabbitMQ's STOMP plugin turns only signed 32-bit ('I') and 64-bit ('l') table
+    integers into MESSAGE headers; the adapter marks the others so the mapping can
+    drop them as the plugin does.
+    """
+
+    __slots__ = ()
+
+
 @dataclass(frozen=True, slots=True)
 class Credentials:
     """Who a STOMP session connects as, and from where."""
@@ -146,7 +167,9 @@ class BrokerChannel(Protocol):
 
     async def ack(self, delivery_tag: int, *, multiple: bool = False) -> None: ...
 
-    async def nack(self, delivery_tag: int, *, multiple: bool = False, requeue: bool = True) -> None: ...
+    async def nack(
+        self, delivery_tag: int, *, multiple: bool = False, requeue: bool = True
+    ) -> None: ...
 
     async def close(self) -> None:
         """Close the channel (and its connection if it owns one). Idempotent."""

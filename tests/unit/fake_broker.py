@@ -34,8 +34,9 @@ class FakeChannel:
         self.closed = False
         self.next_queue = 0
 
-    def set_handlers(self, on_delivery: DeliveryHandler, on_cancel: CancelHandler,
-                     on_close: CloseHandler) -> None:
+    def set_handlers(
+        self, on_delivery: DeliveryHandler, on_cancel: CancelHandler, on_close: CloseHandler
+    ) -> None:
         self.on_delivery, self.on_cancel, self.on_close = on_delivery, on_cancel, on_close
 
     async def declare_queue(self, spec: QueueSpec) -> str:
@@ -59,16 +60,23 @@ class FakeChannel:
     async def delete_queue(self, queue: str) -> None:
         self.calls.append(("delete", queue))
 
-    async def consume(self, queue: str, consumer_tag: str, *, no_ack: bool,
-                      prefetch_count: int | None = None,
-                      arguments: dict[str, Any] | None = None) -> None:
+    async def consume(
+        self,
+        queue: str,
+        consumer_tag: str,
+        *,
+        no_ack: bool,
+        prefetch_count: int | None = None,
+        arguments: dict[str, Any] | None = None,
+    ) -> None:
         self.calls.append(("consume", queue, consumer_tag, no_ack, prefetch_count))
 
     async def cancel(self, consumer_tag: str) -> None:
         self.calls.append(("cancel", consumer_tag))
 
-    async def publish(self, exchange: str, routing_key: str, body: bytes,
-                      properties: Properties) -> asyncio.Future[None]:
+    async def publish(
+        self, exchange: str, routing_key: str, body: bytes, properties: Properties
+    ) -> asyncio.Future[None]:
         self.calls.append(("publish", exchange, routing_key, body, properties))
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         if self.broker.auto_confirm:
@@ -79,20 +87,38 @@ class FakeChannel:
     async def ack(self, delivery_tag: int, *, multiple: bool = False) -> None:
         self.calls.append(("ack", delivery_tag, multiple))
 
-    async def nack(self, delivery_tag: int, *, multiple: bool = False,
-                   requeue: bool = True) -> None:
+    async def nack(
+        self, delivery_tag: int, *, multiple: bool = False, requeue: bool = True
+    ) -> None:
         self.calls.append(("nack", delivery_tag, multiple, requeue))
 
     async def close(self) -> None:
         self.closed = True
 
     # test helpers
-    def deliver(self, consumer_tag: str, delivery_tag: int, body: bytes = b"x", *,
-                exchange: str = "", routing_key: str = "q",
-                properties: Properties | None = None, redelivered: bool = False) -> None:
+    def deliver(
+        self,
+        consumer_tag: str,
+        delivery_tag: int,
+        body: bytes = b"x",
+        *,
+        exchange: str = "",
+        routing_key: str = "q",
+        properties: Properties | None = None,
+        redelivered: bool = False,
+    ) -> None:
         assert self.on_delivery is not None
-        self.on_delivery(Delivery(consumer_tag, delivery_tag, redelivered, exchange,
-                                  routing_key, properties or Properties(), body))
+        self.on_delivery(
+            Delivery(
+                consumer_tag,
+                delivery_tag,
+                redelivered,
+                exchange,
+                routing_key,
+                properties or Properties(),
+                body,
+            )
+        )
 
 
 class FakeBroker:

@@ -7,6 +7,7 @@ import asyncio
 import pytest
 
 from gateway.broker.base import ChannelClosed, Properties
+from gateway.errors import ProcessingError
 from gateway.session import (
     Session,
     State,
@@ -16,7 +17,6 @@ from gateway.session import (
 )
 from gateway.settings import load_settings
 from gateway.stomp import Frame, FrameParser, encode_frame
-from gateway.errors import ProcessingError
 
 from .fake_broker import FakeBroker
 
@@ -54,7 +54,9 @@ def broker() -> FakeBroker:
 async def session(broker: FakeBroker) -> tuple[Session, FakeTransport]:
     transport = FakeTransport()
     settings = load_settings(login_timeout=0)
-    return Session(settings, broker, transport, client_host="127.0.0.1", peer="127.0.0.1:1"), transport
+    return Session(
+        settings, broker, transport, client_host="127.0.0.1", peer="127.0.0.1:1"
+    ), transport
 
 
 async def connected(session: tuple[Session, FakeTransport], version: str = "1.2") -> None:
@@ -66,7 +68,14 @@ async def connected(session: tuple[Session, FakeTransport], version: str = "1.2"
 
 @pytest.mark.parametrize(
     ("accept", "expected"),
-    [(None, "1.0"), ("1.0,1.1", "1.1"), ("1.2,1.0", "1.2"), ("1.1", "1.1"), ("100.1", None), ("", None)],
+    [
+        (None, "1.0"),
+        ("1.0,1.1", "1.1"),
+        ("1.2,1.0", "1.2"),
+        ("1.1", "1.1"),
+        ("100.1", None),
+        ("", None),
+    ],
 )
 def test_negotiate_version(accept: str | None, expected: str | None) -> None:
     assert negotiate_version(accept) == expected
@@ -74,7 +83,13 @@ def test_negotiate_version(accept: str | None, expected: str | None) -> None:
 
 @pytest.mark.parametrize(
     ("value", "expected"),
-    [("10000,20000", (20, 10)), ("500,1500", (1, 1)), ("0,2500", (2, 0)), (None, (0, 0)), ("0,0", (0, 0))],
+    [
+        ("10000,20000", (20, 10)),
+        ("500,1500", (1, 1)),
+        ("0,2500", (2, 0)),
+        (None, (0, 0)),
+        ("0,0", (0, 0)),
+    ],
 )
 def test_heart_beat_negotiation(value: str | None, expected: tuple[int, int]) -> None:
     assert parse_heart_beat(value) == expected
@@ -91,7 +106,9 @@ def test_is_loopback() -> None:
     assert not is_loopback("10.1.2.3") and not is_loopback("192.168.0.1")
 
 
-async def test_frames_before_connect_get_illegal_command(session: tuple[Session, FakeTransport]) -> None:
+async def test_frames_before_connect_get_illegal_command(
+    session: tuple[Session, FakeTransport],
+) -> None:
     s, t = session
     await s.data_received(frame("SEND", b"hi", destination="/queue/a"))
     [err] = t.frames()
@@ -105,7 +122,9 @@ async def test_connect_sends_connected_with_negotiated_headers(
     session: tuple[Session, FakeTransport], broker: FakeBroker
 ) -> None:
     s, t = session
-    await s.data_received(frame("CONNECT", accept_version="1.0,1.1,1.2", heart_beat="0,0", host="/"))
+    await s.data_received(
+        frame("CONNECT", accept_version="1.0,1.1,1.2", heart_beat="0,0", host="/")
+    )
     [f] = t.frames()
     assert f.command == "CONNECTED"
     assert list(f.headers) == ["server", "session", "heart-beat", "version"]
@@ -120,7 +139,10 @@ async def test_bad_password_keeps_socket_open_and_retry_works(
     s, t = session
     await s.data_received(frame("CONNECT", login="guest", passcode="nope"))
     [err] = t.frames()
-    assert (err.headers["message"], err.body) == ("Bad CONNECT", b"Access refused for user 'guest'\n")
+    assert (err.headers["message"], err.body) == (
+        "Bad CONNECT",
+        b"Access refused for user 'guest'\n",
+    )
     assert err.headers["version"] == "1.0,1.1,1.2" and err.headers["content-type"] == "text/plain"
     assert b"nope" not in err.body
     await connected(session)
@@ -135,7 +157,9 @@ async def test_unknown_vhost(session: tuple[Session, FakeTransport]) -> None:
 
 async def test_guest_refused_from_non_loopback_address(broker: FakeBroker) -> None:
     t = FakeTransport()
-    s = Session(load_settings(login_timeout=0), broker, t, client_host="10.0.0.7", peer="10.0.0.7:5")
+    s = Session(
+        load_settings(login_timeout=0), broker, t, client_host="10.0.0.7", peer="10.0.0.7:5"
+    )
     await s.data_received(frame("CONNECT"))
     [err] = t.frames()
     assert (err.headers["message"], err.body) == ("Bad CONNECT", b"non-loopback access denied")
@@ -158,7 +182,9 @@ async def test_send_receipt_waits_for_confirm(
     assert receipt == Frame("RECEIPT", {"receipt-id": "r1"}, b"")
 
 
-async def test_broker_nack_becomes_error(session: tuple[Session, FakeTransport], broker: FakeBroker) -> None:
+async def test_broker_nack_becomes_error(
+    session: tuple[Session, FakeTransport], broker: FakeBroker
+) -> None:
     await connected(session)
     s, t = session
     broker.auto_confirm = False
@@ -176,11 +202,15 @@ async def test_subscribe_delivers_message_with_plugin_headers(
 ) -> None:
     await connected(session)
     s, t = session
-    await s.data_received(frame("SUBSCRIBE", destination="/queue/a", id="s1", ack="client", receipt="r"))
+    await s.data_received(
+        frame("SUBSCRIBE", destination="/queue/a", id="s1", ack="client", receipt="r")
+    )
     assert t.frames() == [Frame("RECEIPT", {"receipt-id": "r"}, b"")]
     channel = broker.channels[0]
     assert ("consume", "a", "T_s1", False, None) in channel.calls
-    channel.deliver("T_s1", 7, b"body", routing_key="a", properties=Properties(content_type="text/plain"))
+    channel.deliver(
+        "T_s1", 7, b"body", routing_key="a", properties=Properties(content_type="text/plain")
+    )
     [msg] = t.frames()
     assert msg.command == "MESSAGE"
     assert list(msg.headers.items()) == [
@@ -224,7 +254,9 @@ async def test_channel_error_ends_session_with_error(
     assert broker.channels[0].closed
 
 
-async def test_async_channel_close_is_reported(session: tuple[Session, FakeTransport], broker: FakeBroker) -> None:
+async def test_async_channel_close_is_reported(
+    session: tuple[Session, FakeTransport], broker: FakeBroker
+) -> None:
     await connected(session)
     s, t = session
     channel = broker.channels[0]
@@ -246,7 +278,9 @@ async def test_ack_unknown_delivery_is_message_not_found(
     assert s.state is State.CONNECTED
 
 
-async def test_client_ack_is_cumulative(session: tuple[Session, FakeTransport], broker: FakeBroker) -> None:
+async def test_client_ack_is_cumulative(
+    session: tuple[Session, FakeTransport], broker: FakeBroker
+) -> None:
     await connected(session)
     s, t = session
     await s.data_received(frame("SUBSCRIBE", destination="/queue/a", id="s", ack="client"))
@@ -266,7 +300,9 @@ async def test_transaction_defers_send_until_commit(
     await connected(session)
     s, t = session
     await s.data_received(frame("BEGIN", transaction="tx"))
-    await s.data_received(frame("SEND", b"1", destination="/queue/a", transaction="tx", receipt="s1"))
+    await s.data_received(
+        frame("SEND", b"1", destination="/queue/a", transaction="tx", receipt="s1")
+    )
     channel = broker.channels[0]
     assert not any(c[0] == "publish" for c in channel.calls)
     await s.data_received(frame("COMMIT", transaction="tx", receipt="c"))
@@ -285,7 +321,9 @@ async def test_disconnect_sends_receipt_then_closes(session: tuple[Session, Fake
     assert t.closed == (1000, "STOMP died")
 
 
-async def test_framing_error_closes_1007_without_error_frame(session: tuple[Session, FakeTransport]) -> None:
+async def test_framing_error_closes_1007_without_error_frame(
+    session: tuple[Session, FakeTransport],
+) -> None:
     s, t = session
     await s.data_received(b"CONNECT\nfoo\n\n\x00")
     await s.wait_closed()
