@@ -21,6 +21,10 @@ ENV PATH=/opt/venv/bin:$PATH \
     GATEWAY_CONFIG=/etc/stomp-gateway/gateway.toml
 RUN useradd --system --uid 10001 --user-group --no-create-home --shell /usr/sbin/nologin gateway
 COPY --from=build /opt/venv /opt/venv
+# The demo page (static/: index.html, legacy.html, vendored stomp.js bundles), served at
+# http://HOST:15674/ beside ws://HOST:15674/ws (an installed wheel has no static/ of its own).
+COPY static /usr/share/stomp-gateway/static
+ENV GATEWAY_STATIC_DIR=/usr/share/stomp-gateway/static
 # Default config: every setting at its default (host 0.0.0.0); mount your own over it.
 # The healthcheck follows GATEWAY_PORT when the port is moved through the environment.
 COPY config/gateway.example.toml /etc/stomp-gateway/gateway.toml

@@ -4,6 +4,7 @@
 #   make test   [PYTEST_ARGS="-k ack"]  venv (+dev) + RabbitMQ, ruff, mypy, pytest with coverage
 #   make lint                           ruff + mypy only
 #   make unit                           pytest tests/unit only (no broker needed)
+#   make e2e    [PYTEST_ARGS="-k demo"] RabbitMQ + Chromium/PHP/npm deps, pytest tests/e2e only
 #   make clean / make distclean         caches and artifacts / the same plus .venv
 #
 # The venv is (re)installed only when pyproject.toml is newer than the stamp file in
@@ -39,10 +40,10 @@ MYPY := $(BIN)/mypy gateway
 PYTEST := $(VENV_PY) -m pytest
 
 .DEFAULT_GOAL := help
-.PHONY: help run test lint unit rabbitmq venv dev clean distclean
+.PHONY: help run test lint unit e2e rabbitmq venv dev clean distclean
 
 help:
-	@sed -n '3,8s/^# \{0,1\}//p' $(firstword $(MAKEFILE_LIST))
+	@sed -n '3,9s/^# \{0,1\}//p' $(firstword $(MAKEFILE_LIST))
 
 # ---------------------------------------------------------------- bootstrap --
 $(VENV_PY):
@@ -78,6 +79,7 @@ run: $(STAMP_FAST) rabbitmq
 # the target fails if any did. pytest's exit 5 (no tests collected) is a failure.
 test: $(STAMP_DEV)
 	@bash scripts/ensure-rabbitmq.sh
+	@bash scripts/ensure-e2e-deps.sh || echo "== e2e dependencies incomplete: the tests needing them skip (see the pytest summary)"
 	@failed=; \
 	echo "== ruff"; $(RUFF) || failed="$$failed ruff"; \
 	echo "== mypy"; $(MYPY) || failed="$$failed mypy"; \
@@ -98,6 +100,13 @@ lint: $(STAMP_DEV)
 
 unit: $(STAMP_DEV)
 	@rc=0; $(PYTEST) tests/unit $(PYTEST_ARGS) || rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest collected no tests (exit 5): treated as a failure"; fi; \
+	exit $$rc
+
+e2e: $(STAMP_DEV)
+	@bash scripts/ensure-rabbitmq.sh
+	@bash scripts/ensure-e2e-deps.sh || echo "== e2e dependencies incomplete: the tests needing them skip (see the pytest summary)"
+	@rc=0; $(PYTEST) tests/e2e $(PYTEST_ARGS) || rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests (exit 5): treated as a failure"; fi; \
 	exit $$rc
 

@@ -87,23 +87,32 @@ noise = st.lists(st.sampled_from([b"\n", b"\r\n", b"\x00"]), max_size=3).map(b""
 
 
 @st.composite
-def streams(
+def sized_streams(
     draw: st.DrawFn, command: st.SearchStrategy[str] = commands
-) -> tuple[list[Frame], bytes]:
-    """Frames and their wire form, with heart-beats and optional trailing LFs between.
+) -> tuple[list[Frame], bytes, list[int]]:
+    """Frames, their wire form (heart-beats and optional trailing LFs between), and each
+    frame's size on the wire (command through NUL, as the parser counts it).
 
     Each line of a frame's head ends in LF or CR LF (drawn per line), so bare-LF,
     CR LF and mixed framing are all exercised.
     """
     items = draw(st.lists(frames(command), max_size=4))
     wire = draw(noise)
+    sizes = []
     for frame in items:
-        head, _, rest = frame.serialize(trailing_lf=draw(st.booleans())).partition(b"\n\n")
+        trailing_lf = draw(st.booleans())
+        head, _, rest = frame.serialize(trailing_lf=trailing_lf).partition(b"\n\n")
         # escaped names/values hold no raw LF, so the first blank line ends the head
-        for line in [*head.split(b"\n"), b""]:
-            wire += line + draw(st.sampled_from([b"\n", b"\r\n"]))
-        wire += rest + draw(noise)
-    return items, wire
+        head_wire = b"".join(
+            line + draw(st.sampled_from([b"\n", b"\r\n"])) for line in [*head.split(b"\n"), b""]
+        )
+        sizes.append(len(head_wire) + len(rest) - trailing_lf)
+        wire += head_wire + rest + draw(noise)
+    return items, wire, sizes
+
+
+def streams(command: st.SearchStrategy[str] = commands) -> st.SearchStrategy[tuple[list[Frame], bytes]]:
+    return sized_streams(command).map(lambda s: (s[0], s[1]))
 
 
 def feed_chunks(parser: FrameParser, chunks: list[bytes]) -> list[Frame]:
@@ -194,8 +203,8 @@ class Limits:
     max_body_length: int
     max_frame_size: int | None
 
-    def broken_by(self, frame: Frame) -> set[str]:
-        """Which limits ``frame`` breaks (its wire size counts command..NUL)."""
+    def broken_by(self, frame: Frame, wire_size: int) -> set[str]:
+        """Which limits ``frame`` breaks (``wire_size`` counts command..NUL)."""
         broken = set()
         if len(frame.headers) > self.max_headers:
             broken.add("max_headers")
@@ -205,8 +214,7 @@ class Limits:
                     broken.add("max_header_length")
         if len(frame.body) > self.max_body_length:
             broken.add("max_body_length")
-        size = len(frame.serialize(trailing_lf=False))
-        if self.max_frame_size is not None and size > self.max_frame_size:
+        if self.max_frame_size is not None and wire_size > self.max_frame_size:
             broken.add("frame_too_big")
         return broken
 
@@ -221,11 +229,11 @@ limits = st.builds(
 
 
 @FAST
-@given(streams(), limits, st.lists(st.integers(min_value=0, max_value=2000), max_size=8))
+@given(sized_streams(), limits, st.lists(st.integers(min_value=0, max_value=2000), max_size=8))
 def test_limits_are_always_enforced(
-    stream: tuple[list[Frame], bytes], limit: Limits, cuts: list[int]
+    stream: tuple[list[Frame], bytes, list[int]], limit: Limits, cuts: list[int]
 ) -> None:
-    expected, wire = stream
+    expected, wire, sizes = stream
     parser = FrameParser(
         max_headers=limit.max_headers,
         max_header_length=limit.max_header_length,
@@ -242,16 +250,18 @@ def test_limits_are_always_enforced(
     except FrameError as exc:
         got += exc.frames
         error = exc
-    for frame in got:
-        assert not limit.broken_by(frame)
-    first_bad = next((i for i, f in enumerate(expected) if limit.broken_by(f)), None)
+    for frame, size in zip(got, sizes, strict=False):
+        assert not limit.broken_by(frame, size)
+    first_bad = next(
+        (i for i, f in enumerate(expected) if limit.broken_by(f, sizes[i])), None
+    )
     event("within limits" if first_bad is None else "limit broken")
     if first_bad is None:
         assert error is None
         assert got == expected
     else:
         assert error is not None
-        assert error.kind in limit.broken_by(expected[first_bad])
+        assert error.kind in limit.broken_by(expected[first_bad], sizes[first_bad])
         assert got == expected[:first_bad]
 
 
