@@ -40,7 +40,7 @@ MYPY := $(BIN)/mypy gateway
 PYTEST := $(VENV_PY) -m pytest
 
 .DEFAULT_GOAL := help
-.PHONY: help run test lint unit e2e rabbitmq venv dev clean distclean
+.PHONY: help run test lint unit e2e rabbitmq venv dev clean distclean fuzz
 
 help:
 	@sed -n '3,9s/^# \{0,1\}//p' $(firstword $(MAKEFILE_LIST))
@@ -118,3 +118,17 @@ clean:
 
 distclean: clean
 	rm -rf $(VENV)
+
+# --------------------------------------------------------------------- fuzz --
+# Time-boxed coverage-guided fuzzing (atheris) of the codec and of a session fed
+# arbitrary frames; not part of `make test`. Crashes land in fuzz/crashes/.
+FUZZ_SECONDS ?= 60
+fuzz: $(STAMP_DEV)
+	@$(PIP) install -q atheris $(PIP_QUIET)
+	@mkdir -p fuzz/crashes fuzz/work/codec fuzz/work/session
+	@for target in codec session; do \
+	    echo "== fuzz $$target ($(FUZZ_SECONDS) s)"; \
+	    $(VENV_PY) fuzz/fuzz_$$target.py -max_total_time=$(FUZZ_SECONDS) \
+	        -artifact_prefix=fuzz/crashes/ fuzz/work/$$target fuzz/corpus/$$target 2>&1 \
+	        | grep -E "^Done|ERROR|crash-|Test unit" ; \
+	done
