@@ -132,3 +132,14 @@ fuzz: $(STAMP_DEV)
 	        -artifact_prefix=fuzz/crashes/ fuzz/work/$$target fuzz/corpus/$$target 2>&1 \
 	        | grep -E "^Done|ERROR|crash-|Test unit" ; \
 	done
+
+# -------------------------------------------------------------------- bench --
+# make bench [BENCH_ARGS="--quick"]: the gateway against rabbitmq_web_stomp, every
+# scenario, alternating (bench/README.md). Enables rabbitmq_web_stomp/management when
+# off and disables afterwards only what it enabled. Writes bench/results/latest.json
+# and $(BENCH_MD). Profiling: bench/profile.sh SCENARIO.
+BENCH_ARGS ?=
+BENCH_MD ?= bench/RESULTS.md
+.PHONY: bench
+bench: $(STAMP_FAST) rabbitmq
+	$(VENV_PY) -m bench.run --ensure-plugins --markdown $(BENCH_MD) $(BENCH_ARGS)
