@@ -15,13 +15,44 @@ from .settings import load_settings
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog="stomp-gateway",
-        description="STOMP over WebSocket to RabbitMQ: a drop-in for rabbitmq_web_stomp. "
+        description="STOMP over WebSocket to RabbitMQ: a drop-in for rabbitmq_web_stomp "
+        "(and, with --tcp-port, for rabbitmq_stomp's plain STOMP over TCP/TLS). "
         "Every option can also be set in the environment (GATEWAY_<NAME>) or a TOML file.",
     )
     p.add_argument("--host", help="bind address (default 0.0.0.0; web_stomp.tcp.ip)")
     p.add_argument("--port", type=int, help="WebSocket port (default 15674; web_stomp.tcp.port)")
     p.add_argument(
         "--ws-path", dest="ws_path", help="upgrade path (default /ws; web_stomp.ws_path)"
+    )
+    p.add_argument(
+        "--tcp-port",
+        dest="tcp_port",
+        type=int,
+        help="also serve plain STOMP over TCP on this port (off by default; rabbitmq_stomp "
+        "uses 61613; stomp.listeners.tcp.default)",
+    )
+    p.add_argument(
+        "--tcp-host",
+        dest="tcp_host",
+        help="bind address of the TCP/TLS listeners (default: --host)",
+    )
+    p.add_argument(
+        "--tcp-ssl-port",
+        dest="tcp_ssl_port",
+        type=int,
+        help="also serve STOMP over TLS on this port (off by default; rabbitmq_stomp uses "
+        "61614; needs --ssl-certfile and --ssl-keyfile)",
+    )
+    p.add_argument("--ssl-certfile", dest="ssl_certfile", metavar="PEM", help="TLS certificate")
+    p.add_argument("--ssl-keyfile", dest="ssl_keyfile", metavar="PEM", help="TLS private key")
+    p.add_argument(
+        "--ssl-cacertfile", dest="ssl_cacertfile", metavar="PEM", help="CA for client certificates"
+    )
+    p.add_argument(
+        "--ssl-verify",
+        dest="ssl_verify",
+        choices=["none", "peer"],
+        help="verify client certificates (default none; ssl_options.verify)",
     )
     p.add_argument(
         "--amqp-url", dest="amqp_url", help="RabbitMQ URL (default amqp://127.0.0.1:5672/)"

@@ -1,8 +1,10 @@
 """Server: listeners, the registry of live sessions, and graceful shutdown.
 
-Modelled on uvicorn's Server: ``start()`` binds the listeners, ``stop()`` stops
-accepting, tells every client "server shutting down" (ERROR, then close 1001), waits
-a bounded time for them to go, then cancels what is left.
+Modelled on uvicorn's Server: ``start()`` binds the listeners (WebSocket; plain STOMP
+over TCP and TLS when ``tcp_port`` / ``tcp_ssl_port`` are set), ``stop()`` stops
+accepting, tells every client "server shutting down" (ERROR, then close 1001; on TCP
+the ERROR then the end of the stream), waits a bounded time for them to go, then
+cancels what is left. Sessions of every transport are in ``sessions``.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from .http import make_process_request
 from .logging import get_logger
 from .session import Session, error_frame
 from .settings import Settings
+from .transport.tcp import TcpListener, make_ssl_context
 from .transport.websocket import select_subprotocol, serve_connection
 
 log = get_logger("gateway.server")
@@ -37,7 +40,10 @@ class Server:
         )
         self.sessions: set[Session] = set()
         self.port: int = settings.port
+        self.tcp_port: int | None = None  # bound STOMP-over-TCP port, when enabled
+        self.tcp_ssl_port: int | None = None  # bound STOMP-over-TLS port, when enabled
         self._ws: WsServer | None = None
+        self._tcp: list[TcpListener] = []
         self._stopping = asyncio.Event()
 
     def ready(self) -> bool:
@@ -65,6 +71,27 @@ class Server:
         sock = next(iter(self._ws.sockets))
         self.port = sock.getsockname()[1]
         log.info("listening", url=f"ws://{s.host}:{self.port}{s.ws_path}")
+        try:
+            await self._start_tcp()
+        except BaseException:  # e.g. the TCP port is taken: release what is bound
+            for listener in self._tcp:
+                listener.close()
+            ws, self._ws = self._ws, None
+            ws.close()
+            await ws.wait_closed()
+            raise
+
+    async def _start_tcp(self) -> None:
+        s = self.settings
+        host = s.tcp_host or s.host
+        if s.tcp_port is not None:
+            listener = TcpListener(self, host, s.tcp_port)
+            self._tcp.append(listener)
+            self.tcp_port = await listener.start()
+        if s.tcp_ssl_port is not None:
+            listener = TcpListener(self, host, s.tcp_ssl_port, make_ssl_context(s))
+            self._tcp.append(listener)
+            self.tcp_ssl_port = await listener.start()
 
     async def stop(self, grace: float = 10.0) -> None:
         if self._stopping.is_set():
@@ -72,16 +99,23 @@ class Server:
         self._stopping.set()
         if self._ws is not None:
             self._ws.close(close_connections=False)
+        for listener in self._tcp:
+            listener.close()
         goodbye = error_frame(StompError("server shutting down", "The gateway is shutting down\n"))
-        for session in list(self.sessions):
+
+        async def say_goodbye(session: Session) -> None:
             session.transport.send_frame(goodbye)
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(
                     session.transport.close(CLOSE_GOING_AWAY, "server shutting down"), 2
                 )
+
+        await asyncio.gather(*(say_goodbye(session) for session in list(self.sessions)))
         if self._ws is not None:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._ws.wait_closed(), grace)
+        for listener in self._tcp:
+            await listener.wait_closed(grace)
         await self.broker.close()
 
     async def serve_forever(self) -> None:
@@ -96,7 +130,10 @@ class Server:
         await self.stop()
 
     def __repr__(self) -> str:
-        return f"Server(port={self.port}, sessions={len(self.sessions)})"
+        return (
+            f"Server(port={self.port}, tcp_port={self.tcp_port}, "
+            f"tcp_ssl_port={self.tcp_ssl_port}, sessions={len(self.sessions)})"
+        )
 
 
 def run(settings: Settings) -> None:

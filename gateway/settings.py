@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr
+from pydantic import BeforeValidator, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -22,6 +22,13 @@ from pydantic_settings import (
 )
 
 LogLevel = Literal["debug", "info", "warning", "error"]
+
+
+def _strip_verify(value: Any) -> Any:
+    """rabbitmq.conf spells it verify_none / verify_peer; accept none / peer too."""
+    if isinstance(value, str) and value.startswith("verify_"):
+        return value.removeprefix("verify_")
+    return value
 
 
 class Settings(BaseSettings):
@@ -45,6 +52,44 @@ class Settings(BaseSettings):
         ge=0,
         description="Close a socket with no inbound bytes for this long, seconds; 0 = never "
         "(web_stomp.ws_opts.idle_timeout, in ms there).",
+    )
+
+    # -- plain STOMP over TCP / TLS (stomp.listeners.tcp.* / stomp.listeners.ssl.*) -----
+    # Off unless configured (the plugin's ports are 61613 and 61614).
+    tcp_port: int | None = Field(
+        None,
+        ge=0,
+        le=65535,
+        description="STOMP-over-TCP port, off when unset (stomp.listeners.tcp.default; "
+        "rabbitmq_stomp uses 61613).",
+    )
+    tcp_host: str | None = Field(
+        None, description="Bind address of the TCP and TLS listeners (default: host)."
+    )
+    tcp_ssl_port: int | None = Field(
+        None,
+        ge=0,
+        le=65535,
+        description="STOMP-over-TLS port, off when unset (stomp.listeners.ssl.default; "
+        "rabbitmq_stomp uses 61614). Needs ssl_certfile and ssl_keyfile.",
+    )
+    ssl_certfile: Path | None = Field(None, description="PEM certificate (ssl_options.certfile).")
+    ssl_keyfile: Path | None = Field(None, description="PEM private key (ssl_options.keyfile).")
+    ssl_password: SecretStr | None = Field(
+        None, description="Password of an encrypted keyfile (ssl_options.password)."
+    )
+    ssl_cacertfile: Path | None = Field(
+        None, description="PEM CA bundle for client certificates (ssl_options.cacertfile)."
+    )
+    ssl_verify: Annotated[Literal["none", "peer"], BeforeValidator(_strip_verify)] = Field(
+        "none",
+        description="Ask clients for a certificate and verify it: none | peer "
+        "(ssl_options.verify = verify_none | verify_peer; both spellings accepted).",
+    )
+    ssl_fail_if_no_peer_cert: bool = Field(
+        False,
+        description="With ssl_verify=peer, refuse clients without a certificate "
+        "(ssl_options.fail_if_no_peer_cert).",
     )
 
     # -- broker -------------------------------------------------------------------------
@@ -94,6 +139,23 @@ class Settings(BaseSettings):
     )
     log_level: LogLevel = "info"
     log_format: Literal["auto", "json", "console"] = "auto"
+
+    @model_validator(mode="after")
+    def _tls_needs_certificate(self) -> Settings:
+        if self.tcp_ssl_port is not None and (
+            self.ssl_certfile is None or self.ssl_keyfile is None
+        ):
+            raise ValueError("tcp_ssl_port needs ssl_certfile and ssl_keyfile")
+        return self
+
+    @field_validator("static_dir")
+    @classmethod
+    def _static_dir_absolute(cls, value: Path | None) -> Path | None:
+        # GATEWAY_STATIC_DIR="" parses as Path("."), which would serve the working
+        # directory (config files included): only an absolute path is accepted.
+        if value is not None and not value.is_absolute():
+            raise ValueError(f"static_dir must be an absolute path, not {str(value)!r}")
+        return value
 
     @classmethod
     def settings_customise_sources(

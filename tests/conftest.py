@@ -5,6 +5,9 @@
   that tracks what a test declares (or tells it about) and deletes it afterwards.
 * ``plugin_url`` (session): the real rabbitmq_web_stomp plugin, enabled on demand and
   disabled again at the end of the session if this run enabled it.
+* ``management`` (session): a :class:`tests.support.management.Management` client for
+  the RabbitMQ management HTTP API (rabbitmq_management, enabled and disabled the same
+  way as the plugin).
 * ``gateway_url``: the gateway started in-process on a free port, stopped afterwards.
 * ``gateway_factory``: ``await gateway_factory(**settings_overrides) -> GatewayHandle``.
 * ``target``: parametrised ``plugin`` / ``gateway``; a :class:`Target` (``.name``,
@@ -38,6 +41,8 @@ PLUGIN_PORT = 15674
 PLUGIN_URL = f"ws://{PLUGIN_HOST}:{PLUGIN_PORT}/ws"
 PLUGIN_NAME = "rabbitmq_web_stomp"
 PLUGIN_START_TIMEOUT = 60.0
+MANAGEMENT_PLUGIN = "rabbitmq_management"
+MANAGEMENT_URL = "http://127.0.0.1:15672"
 
 
 # -- names ----------------------------------------------------------------------------------
@@ -98,9 +103,34 @@ def _plugins_cmd(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def _plugin_enabled() -> bool:
-    result = _plugins_cmd("list", "-e", "-m", PLUGIN_NAME)
-    return any(line.strip() == PLUGIN_NAME for line in result.stdout.splitlines())
+def _plugin_enabled(name: str = PLUGIN_NAME) -> bool:
+    result = _plugins_cmd("list", "-e", "-m", name)
+    return any(line.strip() == name for line in result.stdout.splitlines())
+
+
+@contextlib.contextmanager
+def _broker_plugin(name: str, answers: Callable[[], bool]) -> Iterator[None]:
+    """Make sure RabbitMQ plugin ``name`` is enabled and ``answers()``; on exit disable
+    it again, only if this run enabled it (so ``make run`` finds its port free)."""
+    enabled_here = False
+    if not answers():
+        if shutil.which("rabbitmq-plugins") is None:
+            pytest.skip(f"rabbitmq-plugins not found: cannot enable {name}")
+        if not _plugin_enabled(name):
+            result = _plugins_cmd("enable", name)
+            if result.returncode != 0:
+                pytest.skip(f"rabbitmq-plugins enable {name} failed: {result.stderr}")
+            enabled_here = True
+        deadline = time.monotonic() + PLUGIN_START_TIMEOUT
+        while not answers():
+            if time.monotonic() > deadline:
+                pytest.fail(f"{name} did not answer within {PLUGIN_START_TIMEOUT:.0f} s")
+            time.sleep(0.5)
+    try:
+        yield
+    finally:
+        if enabled_here:
+            _plugins_cmd("disable", name)
 
 
 @pytest.fixture(scope="session")
@@ -111,25 +141,27 @@ def plugin_url() -> Iterator[str]:
     WebSocket succeeds; at the end of the session disables it again, only if this run
     enabled it (so ``make run`` finds port 15674 free).
     """
-    enabled_here = False
-    if not _plugin_answers(PLUGIN_URL):
-        if shutil.which("rabbitmq-plugins") is None:
-            pytest.skip("rabbitmq-plugins not found: cannot enable rabbitmq_web_stomp")
-        if not _plugin_enabled():
-            result = _plugins_cmd("enable", PLUGIN_NAME)
-            if result.returncode != 0:
-                pytest.skip(f"rabbitmq-plugins enable {PLUGIN_NAME} failed: {result.stderr}")
-            enabled_here = True
-        deadline = time.monotonic() + PLUGIN_START_TIMEOUT
-        while not _plugin_answers(PLUGIN_URL):
-            if time.monotonic() > deadline:
-                pytest.fail(f"{PLUGIN_NAME} did not answer on {PLUGIN_URL} within 60 s")
-            time.sleep(0.5)
-    try:
+    with _broker_plugin(PLUGIN_NAME, lambda: _plugin_answers(PLUGIN_URL)):
         yield PLUGIN_URL
-    finally:
-        if enabled_here:
-            _plugins_cmd("disable", PLUGIN_NAME)
+
+
+def _management_answers() -> bool:
+    import httpx
+
+    try:
+        reply = httpx.get(f"{MANAGEMENT_URL}/api/whoami", auth=("guest", "guest"), timeout=3)
+    except httpx.HTTPError:
+        return False
+    return reply.status_code == 200
+
+
+@pytest.fixture(scope="session")
+def management() -> Iterator[Any]:
+    """The management HTTP API (queues, consumers, users), enabled like ``plugin_url``."""
+    from tests.support.management import Management
+
+    with _broker_plugin(MANAGEMENT_PLUGIN, _management_answers):
+        yield Management(MANAGEMENT_URL)
 
 
 # -- the gateway ----------------------------------------------------------------------------
@@ -245,3 +277,52 @@ async def stomp() -> AsyncIterator[StompFactory]:
         for ws in clients:
             with contextlib.suppress(Exception):
                 await ws.close()
+
+
+# -- both transports (STOMP over WebSocket and over plain TCP) -----------------------------
+@pytest.fixture(params=["ws", "tcp"])
+def transport(request: pytest.FixtureRequest) -> str:
+    """``ws`` or ``tcp``: the same gateway scenario over each transport."""
+    return str(request.param)
+
+
+@pytest.fixture
+async def gateway_client(
+    transport: str, gateway_factory: GatewayFactory
+) -> AsyncIterator[StompFactory]:
+    """``c = await gateway_client(gateway=None, connect=True, **connect_stomp_kwargs)``.
+
+    A :class:`tests.support.wsclient.StompWs` or :class:`tests.support.tcpclient.StompTcp`
+    (same API) as ``transport`` says, to ``gateway`` (a ``gateway_factory`` handle started
+    with ``tcp_port=0``) or to a default gateway with the TCP listener on; CONNECTs as
+    guest with STOMP 1.2 unless ``connect=False``. Every client is closed at teardown.
+    """
+    from tests.support.tcpclient import connect_tcp
+    from tests.support.wsclient import connect_ws
+
+    clients: list[Any] = []
+    default: list[GatewayHandle] = []
+
+    async def open_client(
+        *, gateway: GatewayHandle | None = None, connect: bool = True, **connect_kwargs: Any
+    ) -> Any:
+        if gateway is None:
+            if not default:
+                default.append(await gateway_factory(tcp_port=0))
+            gateway = default[0]
+        if transport == "ws":
+            client: Any = await connect_ws(gateway.url)
+        else:
+            assert gateway.server.tcp_port is not None, "start the gateway with tcp_port=0"
+            client = await connect_tcp("127.0.0.1", gateway.server.tcp_port)
+        clients.append(client)
+        if connect:
+            await client.connect_stomp(**connect_kwargs)
+        return client
+
+    try:
+        yield open_client
+    finally:
+        for client in clients:
+            with contextlib.suppress(Exception):
+                await client.close()
