@@ -20,23 +20,27 @@ Rules (the table below is the whole state machine):
   frame (RabbitMQ).
 * A SEND's RECEIPT goes out only when the broker confirmed the publish; a broker
   nack becomes an ERROR (RabbitMQ ignores nacks: we do not).
+* ACK/NACK bookkeeping lives in ``gateway.acks`` and transactions in
+  ``gateway.transactions`` (RabbitMQ main's semantics: an unknown or repeated ack
+  is ERROR "Message not found" and the session goes on).
+* One broker channel per session, as RabbitMQ 3.x-4.3 have it: a channel error
+  (not_found, access_refused, precondition_failed...) ends the whole session,
+  every subscription included.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
-import ipaddress
-import os
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, ClassVar, Protocol
 
 from . import __version__
+from .acks import AckTracker, parse_ack_id
 from .broker.base import (
     AuthenticationFailed,
     Broker,
@@ -52,18 +56,29 @@ from .broker.base import (
 from .destinations import (
     Destination,
     DestinationKind,
+    SubscribePlan,
+    check_durable_id,
     check_not_temp,
     consumer_arguments,
     consumer_tag,
+    is_durable_subscription,
     parse_destination,
     send_plan,
     subscribe_plan,
 )
 from .errors import BrokerError, ConnectError, ProcessingError, ProtocolError, StompError
+from .handshake import (
+    ERROR_VERSION_HEADER,
+    is_loopback,
+    negotiate_version,
+    new_session_id,
+    parse_heart_beat,
+)
 from .logging import get_logger
 from .mapping import message_headers, send_properties
 from .settings import Settings
 from .stomp import Frame, FrameError, FrameParser, encode_frame
+from .transactions import PublishAction, SettleAction, Transactions
 
 log = get_logger("gateway.session")
 
@@ -85,12 +100,11 @@ ALLOWED: dict[State, frozenset[str]] = {
     State.CLOSED: frozenset(),
 }
 
-SUPPORTED_VERSIONS = ("1.0", "1.1", "1.2")
-ERROR_VERSION_HEADER = ",".join(SUPPORTED_VERSIONS)
 CLOSE_NORMAL = 1000
 CLOSE_INVALID_DATA = 1007
 MAX_CLOSE_REASON = 123  # RFC 6455: a close reason fits in 123 bytes
 STOMP_DIED = "STOMP died"  # RabbitMQ's close reason for every session end
+CONFIRM_WAIT = 10.0  # seconds a closing session waits for outstanding publisher confirms
 
 
 class Transport(Protocol):
@@ -116,55 +130,6 @@ class Subscription:
     held: list[Delivery] | None = None
 
 
-@dataclass(slots=True)
-class Transaction:
-    frames: list[Frame] = field(default_factory=list)
-
-
-def negotiate_version(accept: str | None) -> str | None:
-    """Highest common version, comparing numeric components (RabbitMQ)."""
-    offered = ("1.0" if accept is None else accept).split(",")
-    common = [v.strip() for v in offered if v.strip() in SUPPORTED_VERSIONS]
-    if not common:
-        return None
-    return max(common, key=lambda v: tuple(int(p) for p in v.split(".")))
-
-
-def parse_heart_beat(value: str | None) -> tuple[int, int]:
-    """``cx,cy`` in ms -> (server send, server receive) in whole seconds (RabbitMQ).
-
-    ms_to_s: 0 -> 0, 1..999 -> 1, else floor(ms / 1000). The server sends at the
-    client's cy and expects the client's cx.
-    """
-    if value is None:
-        return 0, 0
-    parts = value.split(",")
-    if len(parts) != 2:
-        raise ProcessingError()
-    try:
-        cx, cy = (int(p.strip()) for p in parts)
-    except ValueError:
-        raise ProcessingError() from None
-    if cx < 0 or cy < 0:
-        raise ProcessingError()
-
-    def ms_to_s(ms: int) -> int:
-        return 0 if ms == 0 else max(1, ms // 1000)
-
-    return ms_to_s(cy), ms_to_s(cx)
-
-
-def is_loopback(host: str) -> bool:
-    try:
-        return ipaddress.ip_address(host.split("%")[0]).is_loopback
-    except ValueError:
-        return host == "localhost"
-
-
-def new_session_id() -> str:
-    return "session-" + base64.urlsafe_b64encode(os.urandom(16)).rstrip(b"=").decode()
-
-
 def error_frame(err: StompError) -> bytes:
     headers: list[tuple[str, str]] = [
         ("message", err.message),
@@ -172,7 +137,8 @@ def error_frame(err: StompError) -> bytes:
         ("version", ERROR_VERSION_HEADER),
         *err.headers.items(),
     ]
-    return encode_frame("ERROR", headers, err.body.encode())
+    # Bodies quote client input, which may be any bytes (decoded with surrogateescape).
+    return encode_frame("ERROR", headers, err.body.encode("utf-8", "surrogateescape"))
 
 
 class Session:
@@ -206,8 +172,9 @@ class Session:
             content_length_commands=frozenset({"SEND"}),
         )
         self.subscriptions: dict[str, Subscription] = {}
-        self.transactions: dict[str, Transaction] = {}
-        self.unacked: dict[int, str] = {}  # delivery tag -> consumer tag (client modes)
+        self.transactions = Transactions()
+        self.acks = AckTracker()  # deliveries of client/client-individual subscriptions
+        self._channel_broken = False  # the broker closed the channel under us
         self.temp_queues: dict[str, str] = {}  # /temp-queue/<id> -> broker queue name
         self.declared_queues: set[str] = set()
         self.prefetch: int = 0  # the channel's current default prefetch for new consumers
@@ -338,6 +305,11 @@ class Session:
 
     async def _close(self, code: int, reason: str) -> None:
         try:
+            # RECEIPTs of SENDs the broker is still confirming go out before the close
+            # (RabbitMQ 3.10.8 dropped every frame still queued; later releases do not).
+            # A dead channel fails its pending confirms at once.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.confirms_drained.wait(), CONFIRM_WAIT)
             await self._release()
         finally:
             await self.transport.close(code, reason)
@@ -363,7 +335,8 @@ class Session:
     # ------------------------------------------------------------------ CONNECT
     async def on_connect(self, frame: Frame) -> None:
         if self.state is State.CONNECTED:
-            # RabbitMQ 3.10.8 crashes the socket (1011); answer with an ERROR instead.
+            # RabbitMQ (3.10.8 and main) crashes the handler: close 1011, no frame.
+            # Answer with an ERROR and a normal close instead (docs/compatibility.md).
             raise ProtocolError("Bad CONNECT", "Already connected", fatal=True)
         h = frame.headers
         version = negotiate_version(h.get("accept-version"))
@@ -375,8 +348,6 @@ class Session:
         send_s, recv_s = parse_heart_beat(h.get("heart-beat"))
         login, passcode = self._credentials(h)
         vhost = h.get("host") or self.settings.default_vhost
-        if login in self.settings.loopback_users and not is_loopback(self.client_host):
-            raise ConnectError("Bad CONNECT", "non-loopback access denied")
         credentials = Credentials(login=login, passcode=passcode, vhost=vhost, peer=self.peer)
         try:
             channel = await self.broker.open_channel(credentials)
@@ -386,8 +357,13 @@ class Session:
             raise ConnectError("Bad CONNECT", f"Virtual host '{vhost}' access denied") from None
         except BrokerUnavailable:
             raise ConnectError("Bad CONNECT", "RabbitMQ is not reachable") from None
-        if self.state is State.CLOSED:  # the client left while we were logging in
+        refused = login in self.settings.loopback_users and not is_loopback(self.client_host)
+        if refused or self.state is State.CLOSED:  # or the client left meanwhile
             await channel.close()
+            if refused:
+                # RabbitMQ checks the browser's address last: after the password and
+                # the vhost, so those errors win.
+                raise ConnectError("Bad CONNECT", "non-loopback access denied")
             return
         self.channel = channel
         channel.set_handlers(self._on_delivery, self._on_cancel, self._on_channel_closed)
@@ -464,11 +440,16 @@ class Session:
         dest_text = _require_destination(frame)
         if "message-id" in frame.headers:
             raise ProtocolError("Invalid header", "'message-id' is not allowed on 'SEND'.\n")
-        if self._deferred(frame):
-            return
-        await self._publish(frame, dest_text)
+        # Everything is checked (and /queue declared) now, even inside a transaction;
+        # only the publish waits for COMMIT (RabbitMQ 3.10.8/4.3).
+        action = await self._prepare_publish(frame, dest_text)
+        tx = frame.headers.get("transaction")
+        if tx is None:
+            await self._publish(action)
+        else:
+            self.transactions.add(tx, action)
 
-    async def _publish(self, frame: Frame, dest_text: str) -> None:
+    async def _prepare_publish(self, frame: Frame, dest_text: str) -> PublishAction:
         channel = self._channel()
         dest = parse_destination(dest_text)
         check_not_temp(dest, "SEND")
@@ -481,8 +462,15 @@ class Session:
         if reply_to is not None and reply_to.startswith("/temp-queue/"):
             reply_to = await self._temp_queue(reply_to)
         properties = send_properties(frame.headers, reply_to=reply_to)
-        confirm = await channel.publish(plan.exchange, plan.routing_key, frame.body, properties)
-        self.unconfirmed.append((confirm, frame.headers.get("receipt")))
+        receipt = frame.headers.get("receipt")
+        return PublishAction(plan.exchange, plan.routing_key, frame.body, properties, receipt)
+
+    async def _publish(self, action: PublishAction) -> None:
+        channel = self._channel()
+        confirm = await channel.publish(
+            action.exchange, action.routing_key, action.body, action.properties
+        )
+        self.unconfirmed.append((confirm, action.receipt))
         self.confirms_drained.clear()
         confirm.add_done_callback(self._confirmed)
 
@@ -542,13 +530,6 @@ class Session:
             raise ProcessingError()
         prefetch = _int_header(h, "prefetch-count")
         dest = parse_destination(dest_text)
-        tag = consumer_tag(h) or "Q_" + dest_text
-        if tag in self.subscriptions:
-            raise ProtocolError(
-                "Duplicated subscription identifier",
-                f"A subscription identified by '{tag}' already exists.",
-                fatal=True,
-            )
         plan = subscribe_plan(
             dest,
             h,
@@ -556,14 +537,15 @@ class Session:
             default_topic_exchange=self.settings.default_topic_exchange,
         )
         channel = self._channel()
-        queue = plan.queue
-        if plan.declare is not None:
-            if plan.declare_nowait:
-                if plan.declare.name not in self.declared_queues:
-                    await channel.declare_queue_nowait(plan.declare)
-                    self.declared_queues.add(plan.declare.name)
-            else:
-                queue = await channel.declare_queue(plan.declare)
+        queue = await self._declare(plan) if plan.declare is not None else plan.queue
+        tag = consumer_tag(h) or "Q_" + dest_text
+        if tag in self.subscriptions:
+            # RabbitMQ checks this after the queue is declared, and ends the session.
+            raise ProtocolError(
+                "Duplicated subscription identifier",
+                f"A subscription identified by '{tag}' already exists.",
+                fatal=True,
+            )
         # Newest RabbitMQ: prefetch-count is per subscription and does not leak into
         # later SUBSCRIBEs (3.10.8 let basic.qos carry over).
         wanted = prefetch or 0
@@ -601,8 +583,19 @@ class Session:
         for delivery in held:
             self._on_delivery(delivery)
 
+    async def _declare(self, plan: SubscribePlan) -> str:
+        spec, channel = plan.declare, self._channel()
+        assert spec is not None
+        if not plan.declare_nowait:
+            return await channel.declare_queue(spec)
+        if spec.name not in self.declared_queues:
+            await channel.declare_queue_nowait(spec)
+            self.declared_queues.add(spec.name)
+        return plan.queue
+
     async def on_unsubscribe(self, frame: Frame) -> None:
         h = frame.headers
+        check_durable_id(h)
         sub_id = h.get("id")
         if sub_id is not None:
             if sub_id.startswith("/temp-queue/"):
@@ -627,9 +620,7 @@ class Session:
         channel = self._channel()
         await channel.cancel(tag)
         del self.subscriptions[tag]
-        if sub.destination.kind is DestinationKind.TOPIC and (
-            _bool_header(h, "durable") or _bool_header(h, "persistent")
-        ):
+        if sub.destination.kind is DestinationKind.TOPIC and is_durable_subscription(h):
             # RabbitMQ deletes a durable topic subscription's queue on an UNSUBSCRIBE
             # that says durable:true (newest release: the recorded queue, not one
             # named by the frame).
@@ -649,7 +640,7 @@ class Session:
         message_id = f"{sub.tag}@@{self.id}@@{delivery.delivery_tag}"
         ack = None
         if sub.ack != "auto":
-            self.unacked[delivery.delivery_tag] = sub.tag
+            self.acks.delivered(delivery.delivery_tag, sub.tag, multiple=sub.ack == "client")
             if self.version == "1.2":
                 ack = message_id  # STOMP 1.2: the value to put in ACK's "id"
         headers = message_headers(
@@ -674,68 +665,58 @@ class Session:
         )
 
     def _on_channel_closed(self, exc: ChannelClosed) -> None:
-        self.channel = None
+        # Keep self.channel: _release must still close the connection under it.
+        self._channel_broken = True
         self._fail(broker_error(exc))
 
     # ------------------------------------------------------------------ ACK / NACK
     async def on_ack(self, frame: Frame) -> None:
-        await self._settle(frame, nack=False)
+        await self._on_settle(frame, nack=False)
 
     async def on_nack(self, frame: Frame) -> None:
-        await self._settle(frame, nack=True)
+        await self._on_settle(frame, nack=True)
 
-    async def _settle(self, frame: Frame, *, nack: bool) -> None:
-        command = frame.command
+    async def _on_settle(self, frame: Frame, *, nack: bool) -> None:
+        # STOMP 1.2 acks by "id" (the MESSAGE's "ack" header), 1.0/1.1 by "message-id".
         name = "id" if self.version == "1.2" else "message-id"
         value = frame.headers.get(name)
         if value is None:
-            raise ProtocolError("Missing header", f'"{command}" must include the "{name}" header\n')
-        parts = value.split("@@")
-        if len(parts) != 3 or not parts[2].isdigit():
             raise ProtocolError(
-                "Invalid header", f'"{command}" must include a valid "{name}" header\n'
+                "Missing header", f'"{frame.command}" must include the "{name}" header\n'
             )
-        tag, delivery_tag = parts[0], int(parts[2])
-        if self._deferred(frame):
-            return
-        sub_tag = self.unacked.get(delivery_tag)
-        if sub_tag is None:
-            # Newest RabbitMQ: an unknown or repeated ack is an ERROR, not a dead channel.
-            raise ProtocolError("Message not found", f"unknown delivery tag {delivery_tag}")
-        sub = self.subscriptions.get(tag)
-        multiple = sub is not None and sub.ack == "client"
-        if multiple:
-            for t in [t for t in self.unacked if t <= delivery_tag]:
-                del self.unacked[t]
-        else:
-            del self.unacked[delivery_tag]
-        channel = self._channel()
-        if nack:
-            requeue = _bool_header(frame.headers, "requeue", self.settings.default_nack_requeue)
-            await channel.nack(delivery_tag, multiple=multiple, requeue=requeue)
-        else:
-            await channel.ack(delivery_tag, multiple=multiple)
-        self._receipt(frame)
-
-    # ------------------------------------------------------------------ transactions
-    def _deferred(self, frame: Frame) -> bool:
-        """Queue a SEND/ACK/NACK that names a transaction; True when it was queued."""
+        consumer, delivery_tag = parse_ack_id(
+            value, command=frame.command, header=name, session_id=self.id
+        )
+        # requeue: true|false|True|False, anything else means the default (RabbitMQ).
+        requeue = _BOOLEANS.get(frame.headers.get("requeue", ""))
+        if requeue is None:
+            requeue = self.settings.default_nack_requeue
+        action = SettleAction(consumer, delivery_tag, nack, requeue)
         tx = frame.headers.get("transaction")
         if tx is None:
-            return False
-        transaction = self.transactions.get(tx)
-        if transaction is None:
-            raise ProtocolError("Bad transaction", f'Invalid transaction identifier: "{tx}"\n')
-        headers = dict(frame.headers)
-        del headers["transaction"]
-        transaction.frames.append(Frame(frame.command, headers, frame.body))
-        self._receipt_unless_send(frame)
-        return True
+            await self._settle(action)
+        else:
+            self.transactions.add(tx, action)
+        self._receipt(frame)
 
-    def _receipt_unless_send(self, frame: Frame) -> None:
-        if frame.command != "SEND":
-            self._receipt(frame)
+    async def _settle(
+        self, action: SettleAction, settled_in_commit: set[tuple[str, int]] | None = None
+    ) -> None:
+        """basic.ack/nack one delivery (cumulatively for ack:client deliveries)."""
+        key = (action.consumer_tag, action.delivery_tag)
+        if settled_in_commit is not None and key in settled_in_commit:
+            # An earlier cumulative ack of the same COMMIT settled it (RabbitMQ main).
+            return
+        multiple, older = self.acks.settle(*key)
+        if settled_in_commit is not None:
+            settled_in_commit.update(older)
+        channel = self._channel()
+        if action.nack:
+            await channel.nack(action.delivery_tag, multiple=multiple, requeue=action.requeue)
+        else:
+            await channel.ack(action.delivery_tag, multiple=multiple)
 
+    # ------------------------------------------------------------------ transactions
     def _transaction_id(self, frame: Frame) -> str:
         tx = frame.headers.get("transaction")
         if tx is None:
@@ -745,25 +726,27 @@ class Session:
         return tx
 
     async def on_begin(self, frame: Frame) -> None:
-        self.transactions[self._transaction_id(frame)] = Transaction()
+        self.transactions.begin(self._transaction_id(frame))
         self._receipt(frame)
 
     async def on_commit(self, frame: Frame) -> None:
-        tx = self._transaction_id(frame)
-        transaction = self.transactions.pop(tx, None)
-        if transaction is None:
-            raise ProtocolError("Bad transaction", f'Invalid transaction identifier: "{tx}"\n')
-        for action in transaction.frames:
-            if action.command == "SEND":
-                await self._publish(action, action.headers["destination"])
-            else:
-                await self._settle(action, nack=action.command == "NACK")
+        # Not atomic: each action runs in turn; one that fails gets its own ERROR and,
+        # unless that ends the session, the others still run (RabbitMQ main).
+        settled: set[tuple[str, int]] = set()
+        for action in self.transactions.commit(self._transaction_id(frame)):
+            try:
+                if isinstance(action, PublishAction):
+                    await self._publish(action)
+                else:
+                    await self._settle(action, settled)
+            except StompError as err:
+                if err.fatal:
+                    raise
+                self._fail(err)
         self._receipt(frame)
 
     async def on_abort(self, frame: Frame) -> None:
-        tx = self._transaction_id(frame)
-        if self.transactions.pop(tx, None) is None:
-            raise ProtocolError("Bad transaction", f'Invalid transaction identifier: "{tx}"\n')
+        self.transactions.abort(self._transaction_id(frame))
         self._receipt(frame)
 
     # ------------------------------------------------------------------ DISCONNECT
@@ -771,7 +754,7 @@ class Session:
         # Every SEND before the DISCONNECT is confirmed (and its RECEIPT sent) first;
         # RabbitMQ 3.10.8 even drops the DISCONNECT's own receipt, later releases send it.
         try:
-            await asyncio.wait_for(self.confirms_drained.wait(), timeout=10)
+            await asyncio.wait_for(self.confirms_drained.wait(), CONFIRM_WAIT)
         except TimeoutError:
             pass
         self._receipt(frame)
@@ -779,7 +762,7 @@ class Session:
 
     # ------------------------------------------------------------------ helpers
     def _channel(self) -> BrokerChannel:
-        if self.channel is None:
+        if self.channel is None or self._channel_broken:
             raise BrokerError("Processing error", "The broker channel is closed\n")
         return self.channel
 
@@ -827,12 +810,4 @@ def _int_header(headers: dict[str, str], name: str) -> int | None:
         raise ProcessingError() from None
 
 
-def _bool_header(headers: dict[str, str], name: str, default: bool = False) -> bool:
-    value = headers.get(name)
-    if value is None:
-        return default
-    if value in ("true", "True"):
-        return True
-    if value in ("false", "False"):
-        return False
-    raise ProcessingError()
+_BOOLEANS = {"true": True, "True": True, "false": False, "False": False}

@@ -284,7 +284,9 @@ class AmqpChannel:
         ]
         frames += raw._split_body(body)
         raw.delivery_tag += 1
-        confirmation: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        # The channel's own future store rejects it when the channel closes, so a
+        # session never waits for the confirm of a publish on a dead channel.
+        confirmation: asyncio.Future[Any] = raw.create_future()
         raw.confirmations[raw.delivery_tag] = confirmation
         result: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         confirmation.add_done_callback(partial(_settle, result))

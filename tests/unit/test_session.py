@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from gateway.broker.base import ChannelClosed, Properties
-from gateway.errors import ProcessingError
+from gateway.errors import ProcessingError, ProtocolError
 from gateway.session import (
     Session,
     State,
@@ -18,7 +18,7 @@ from gateway.session import (
 from gateway.settings import load_settings
 from gateway.stomp import Frame, FrameParser, encode_frame
 
-from .fake_broker import FakeBroker
+from .fake_broker import FakeBroker, FakeChannel
 
 
 class FakeTransport:
@@ -163,7 +163,21 @@ async def test_guest_refused_from_non_loopback_address(broker: FakeBroker) -> No
     await s.data_received(frame("CONNECT"))
     [err] = t.frames()
     assert (err.headers["message"], err.body) == ("Bad CONNECT", b"non-loopback access denied")
-    assert broker.opened == []
+    # RabbitMQ checks the address after the password and the vhost: the broker login
+    # happened, and its channel is closed again.
+    assert [c.login for c in broker.opened] == ["guest"] and broker.channels[0].closed
+    assert s.state is State.AWAITING_CONNECT and t.closed is None
+    # A wrong password gets the password error first, an unknown vhost the vhost error.
+    await s.data_received(frame("CONNECT", login="guest", passcode="nope"))
+    await s.data_received(frame("CONNECT", host="nope"))
+    assert [(f.headers["message"], f.body) for f in t.frames()] == [
+        ("Bad CONNECT", b"Access refused for user 'guest'\n"),
+        ("Bad CONNECT", b"Virtual host 'nope' access denied"),
+    ]
+    # Users outside loopback_users connect from anywhere.
+    broker.users["alice"] = "pw"
+    await s.data_received(frame("CONNECT", login="alice", passcode="pw"))
+    assert [f.command for f in t.frames()] == ["CONNECTED"]
 
 
 async def test_send_receipt_waits_for_confirm(
@@ -267,33 +281,6 @@ async def test_async_channel_close_is_reported(
     assert err.headers["message"] == "precondition_failed"
 
 
-async def test_ack_unknown_delivery_is_message_not_found(
-    session: tuple[Session, FakeTransport], broker: FakeBroker
-) -> None:
-    await connected(session)
-    s, t = session
-    await s.data_received(frame("ACK", id=f"T_x@@{s.id}@@5"))
-    [err] = t.frames()
-    assert (err.headers["message"], err.body) == ("Message not found", b"unknown delivery tag 5")
-    assert s.state is State.CONNECTED
-
-
-async def test_client_ack_is_cumulative(
-    session: tuple[Session, FakeTransport], broker: FakeBroker
-) -> None:
-    await connected(session)
-    s, t = session
-    await s.data_received(frame("SUBSCRIBE", destination="/queue/a", id="s", ack="client"))
-    channel = broker.channels[0]
-    for tag in (1, 2, 3):
-        channel.deliver("T_s", tag)
-    t.frames()
-    await s.data_received(frame("ACK", id=f"T_s@@{s.id}@@2", receipt="a"))
-    assert channel.calls[-1] == ("ack", 2, True)
-    assert list(s.unacked) == [3]
-    assert t.frames() == [Frame("RECEIPT", {"receipt-id": "a"}, b"")]
-
-
 async def test_transaction_defers_send_until_commit(
     session: tuple[Session, FakeTransport], broker: FakeBroker
 ) -> None:
@@ -348,4 +335,389 @@ async def test_server_heart_beats_and_client_silence(broker: FakeBroker) -> None
     await asyncio.wait_for(s.wait_closed(), 5)  # silent client: closed after 2-3 s
     assert t.heartbeats >= 2
     await asyncio.sleep(0)
+    assert t.closed == (1000, "STOMP died")
+
+
+# ---------------------------------------------------------------- acks (RabbitMQ main)
+def ack_id(s: Session, tag: str, delivery_tag: int) -> str:
+    return f"{tag}@@{s.id}@@{delivery_tag}"
+
+
+async def subscribed(
+    session: tuple[Session, FakeTransport], broker: FakeBroker, *subs: tuple[str, str]
+) -> FakeChannel:
+    """CONNECT, then SUBSCRIBE /queue/<id> for each (id, ack mode)."""
+    await connected(session)
+    s, t = session
+    for sub_id, mode in subs:
+        await s.data_received(
+            frame("SUBSCRIBE", destination=f"/queue/{sub_id}", id=sub_id, ack=mode)
+        )
+    assert t.frames() == []
+    return broker.channels[0]
+
+
+def settled(channel: FakeChannel) -> list[tuple[object, ...]]:
+    return [c for c in channel.calls if c[0] in ("ack", "nack")]
+
+
+async def test_ack_unknown_delivery_is_message_not_found(
+    session: tuple[Session, FakeTransport], broker: FakeBroker
+) -> None:
+    channel = await subscribed(session, broker)
+    s, t = session
+    await s.data_received(frame("ACK", id=ack_id(s, "T_x", 5), receipt="r"))
+    [err] = t.frames()
+    assert (err.headers["message"], err.body) == ("Message not found", b"unknown delivery tag 5\n")
+    assert "receipt-id" not in err.headers
+    assert s.state is State.CONNECTED and settled(channel) == []
+
+
+async def test_client_ack_is_cumulative_across_subscriptions(
+    session: tuple[Session, FakeTransport], broker: FakeBroker
+) -> None:
+    # multiack_prune_is_connection_wide: an ack:client ACK also settles older
+    # deliveries of other subscriptions, client-individual ones included.
+    channel = await subscribed(session, broker, ("b", "client-individual"), ("a", "client"))
+    s, t = session
+    channel.deliver("T_b", 1)
+    channel.deliver("T_a", 2)
+    channel.deliver("T_a", 3)
+    t.frames()
+    await s.data_received(frame("ACK", id=ack_id(s, "T_a", 2), receipt="a"))
+    assert settled(channel) == [("ack", 2, True)]
+    assert 3 in s.acks and len(s.acks) == 1
+    assert t.frames() == [Frame("RECEIPT", {"receipt-id": "a"}, b"")]
+    await s.data_received(frame("ACK", id=ack_id(s, "T_b", 1)))
+    [err] = t.frames()
+    assert (err.headers["message"], err.body) == ("Message not found", b"unknown delivery tag 1\n")
+
+
+async def test_client_individual_ack_leaves_older_deliveries(
+    session: tuple[Session, FakeTransport], broker: FakeBroker
+) -> None:
+    channel = await subscribed(session, broker, ("s", "client-individual"))
+    s, t = session
+    channel.deliver("T_s", 1)
+    channel.deliver("T_s", 2)
+    t.frames()
+    await s.data_received(frame("ACK", id=ack_id(s, "T_s", 2)))
+    await s.data_received(frame("ACK", id=ack_id(s, "T_s", 2)))  # repeated
+    [err] = t.frames()
+    assert err.headers["message"] == "Message not found"
+    assert settled(channel) == [("ack", 2, False)] and 1 in s.acks
+
+
+async def test_ack_naming_another_subscription_is_rejected(
+    session: tuple[Session, FakeTransport], broker: FakeBroker
+) -> None:
+    # reused_subscription_id_keeps_ack_mode: delivery 1 was for T_b, not T_a.
+    channel = await subscribed(session, broker, ("b", "client-individual"), ("a", "client"))
+    s, t = session
+    channel.deliver("T_b", 1)
+    t.frames()
+    await s.data_received(frame("ACK", id=ack_id(s, "T_a", 1)))
+    [err] = t.frames()
+    assert (err.headers["message"], err.body) == ("Message not found", b"unknown delivery tag 1\n")
+    assert settled(channel) == [] and 1 in s.acks
+
+
+async def test_ack_of_auto_delivery_is_message_not_found(
+    session: tuple[Session, FakeTransport], broker: FakeBroker
+) -> None:
+    channel = await subscribed(session, broker, ("s", "auto"))
+    s, t = session
+    channel.deliver("T_s", 1)
+    t.frames()
+    await s.data_received(frame("ACK", id=ack_id(s, "T_s", 1)))
+    [err] = t.frames()
+    assert err.headers["message"] == "Message not found" and settled(channel) == []
+
+
+async def test_ack_after_unsubscribe_keeps_the_delivery_ack_mode(
+    session: tuple[Session, FakeTransport], broker: FakeBroker
+) -> None:
+    # unsubscribe_ack + reused_subscription_id_keeps_ack_mode: deliveries stay
+    # settleable, with the mode they were delivered with.
+    channel = await subscribed(session, broker, ("s", "client-individual"))
+    s, t = session
+    channel.deliver("T_s", 1)
+    channel.deliver("T_s", 2)
+    await s.data_received(frame("UNSUBSCRIBE", id="s"))
+    await s.data_received(frame("SUBSCRIBE", destination="/queue/s", id="s", ack="client"))
+    t.frames()
+    await s.data_received(frame("ACK", id=ack_id(s, "T_s", 2), receipt="r"))
+    assert t.frames() == [Frame("RECEIPT", {"receipt-id": "r"}, b"")]
+    assert settled(channel) == [("ack", 2, False)] and 1 in s.acks
+
+
+@pytest.mark.parametrize(
+    ("value", "message", "body"),
+    [
+        ("foo", "Invalid header", b'"ACK" must include a valid "id" header\n'),
+        ("a@@b@@1@@2", "Invalid header", b'"ACK" must include a valid "id" header\n'),
+        ("T_s@@session-other@@1", "Invalid header", b'"ACK" must include a valid "id" header\n'),
+        ("T_s@@{sid}@@x", "Processing error", b"Processing error"),
+        ("T_s@@session-other@@x", "Processing error", b"Processing error"),
+        ("T_s@@{sid}@@-1", "Message not found", b"unknown delivery tag -1\n"),
+    ],
+)
+async def test_ack_id_checks(
+    session: tuple[Session, FakeTransport],
+    broker: FakeBroker,
+    value: str,
+    message: str,
+    body: bytes,
+) -> None:
+    await subscribed(session, broker)
+    s, t = session
+    await s.data_received(frame("ACK", id=value.replace("{sid}", s.id)))
+    [err] = t.frames()
+    assert (err.headers["message"], err.body) == (message, body)
+    assert s.state is State.CONNECTED
+
+
+@pytest.mark.parametrize(
+    ("version", "header", "missing"),
+    [("1.0", "message-id", "id"), ("1.1", "message-id", "id"), ("1.2", "id", "message-id")],
+)
+async def test_ack_header_by_version(
+    session: tuple[Session, FakeTransport],
+    broker: FakeBroker,
+    version: str,
+    header: str,
+    missing: str,
+) -> None:
+    await connected(session, version)
+    s, t = session
+    await s.data_received(frame("SUBSCRIBE", destination="/queue/q", id="s", ack="client"))
+    broker.channels[0].deliver("T_s", 1)
+    [msg] = t.frames()
+    assert ("ack" in msg.headers) is (version == "1.2")
+    await s.data_received(frame("NACK", **{missing: msg.headers["message-id"]}))
+    [err] = t.frames()
+    assert (err.headers["message"], err.body) == (
+        "Missing header",
+        f'"NACK" must include the "{header}" header\n'.encode(),
+    )
+    await s.data_received(frame("NACK", **{header.replace("-", "_"): msg.headers["message-id"]}))
+    assert t.frames() == []
+    assert settled(broker.channels[0]) == [("nack", 1, True, True)]
+
+
+@pytest.mark.parametrize(
+    ("requeue", "default", "expected"),
+    [
+        (None, True, True),
+        (None, False, False),
+        ("false", True, False),
+        ("False", True, False),
+        ("true", False, True),
+        ("yes", False, False),  # not a boolean: the default (RabbitMQ boolean_header)
+    ],
+)
+async def test_nack_requeue(
+    broker: FakeBroker, requeue: str | None, default: bool, expected: bool
+) -> None:
+    t = FakeTransport()
+    s = Session(
+        load_settings(login_timeout=0, default_nack_requeue=default),
+        broker,
+        t,
+        client_host="127.0.0.1",
+        peer="x",
+    )
+    channel = await subscribed((s, t), broker, ("s", "client-individual"))
+    channel.deliver("T_s", 1)
+    t.frames()
+    headers = {"id": ack_id(s, "T_s", 1)}
+    if requeue is not None:
+        headers["requeue"] = requeue
+    await s.data_received(frame("NACK", **headers))
+    assert settled(channel) == [("nack", 1, False, expected)]
+
+
+# ---------------------------------------------------------------- transactions
+async def test_transaction_defers_ack_and_nack(
+    session: tuple[Session, FakeTransport], broker: FakeBroker
+) -> None:
+    channel = await subscribed(session, broker, ("s", "client-individual"))
+    s, t = session
+    channel.deliver("T_s", 1)
+    channel.deliver("T_s", 2)
+    t.frames()
+    await s.data_received(frame("BEGIN", transaction="tx"))
+    # Receipts of ACK/NACK in a transaction come at once (RabbitMQ).
+    await s.data_received(frame("ACK", id=ack_id(s, "T_s", 1), transaction="tx", receipt="a"))
+    await s.data_received(
+        frame("NACK", id=ack_id(s, "T_s", 2), transaction="tx", requeue="false", receipt="n")
+    )
+    assert [f.headers["receipt-id"] for f in t.frames()] == ["a", "n"]
+    assert settled(channel) == []
+    await s.data_received(frame("COMMIT", transaction="tx", receipt="c"))
+    assert settled(channel) == [("ack", 1, False), ("nack", 2, False, False)]
+    assert t.frames() == [Frame("RECEIPT", {"receipt-id": "c"}, b"")]
+
+
+async def test_commit_skips_what_an_earlier_cumulative_ack_settled(
+    session: tuple[Session, FakeTransport], broker: FakeBroker
+) -> None:
+    # unsubscribe_transaction_multiack_prune: ACK 2 (client) settles 1 too, so the
+    # ACK of 1 later in the same COMMIT is redundant, not an error.
+    channel = await subscribed(session, broker, ("s", "client"))
+    s, t = session
+    channel.deliver("T_s", 1)
+    channel.deliver("T_s", 2)
+    t.frames()
+    await s.data_received(frame("BEGIN", transaction="tx"))
+    await s.data_received(frame("ACK", id=ack_id(s, "T_s", 2), transaction="tx"))
+    await s.data_received(frame("ACK", id=ack_id(s, "T_s", 1), transaction="tx"))
+    await s.data_received(frame("COMMIT", transaction="tx", receipt="c"))
+    assert settled(channel) == [("ack", 2, True)]
+    assert t.frames() == [Frame("RECEIPT", {"receipt-id": "c"}, b"")]
+    # ...but only within that COMMIT.
+    await s.data_received(frame("BEGIN", transaction="tx2"))
+    await s.data_received(frame("ACK", id=ack_id(s, "T_s", 1), transaction="tx2"))
+    await s.data_received(frame("COMMIT", transaction="tx2", receipt="c2"))
+    err, receipt = t.frames()
+    assert (err.headers["message"], err.body) == ("Message not found", b"unknown delivery tag 1\n")
+    assert receipt == Frame("RECEIPT", {"receipt-id": "c2"}, b"")
+
+
+async def test_commit_ack_then_nack_of_the_same_delivery(
+    session: tuple[Session, FakeTransport], broker: FakeBroker
+) -> None:
+    # transaction_ack_then_nack_same_delivery: the NACK finds nothing; the COMMIT
+    # still completes, and the session goes on.
+    channel = await subscribed(session, broker, ("s", "client-individual"))
+    s, t = session
+    channel.deliver("T_s", 1)
+    t.frames()
+    await s.data_received(frame("BEGIN", transaction="tx"))
+    await s.data_received(frame("ACK", id=ack_id(s, "T_s", 1), transaction="tx"))
+    await s.data_received(frame("NACK", id=ack_id(s, "T_s", 1), transaction="tx"))
+    await s.data_received(frame("COMMIT", transaction="tx", receipt="c"))
+    err, receipt = t.frames()
+    assert err.headers["message"] == "Message not found"
+    assert receipt.headers["receipt-id"] == "c"
+    assert settled(channel) == [("ack", 1, False)] and s.state is State.CONNECTED
+
+
+async def test_send_in_transaction_is_checked_at_once(
+    session: tuple[Session, FakeTransport], broker: FakeBroker
+) -> None:
+    await connected(session)
+    s, t = session
+    await s.data_received(frame("BEGIN", transaction="tx"))
+    await s.data_received(frame("SEND", destination="/foo", transaction="tx"))
+    await s.data_received(frame("SEND", destination="/queue/a", transaction="tx", priority="x"))
+    assert [f.headers["message"] for f in t.frames()] == ["Unknown destination", "Processing error"]
+    await s.data_received(frame("COMMIT", transaction="tx"))
+    assert not any(c[0] == "publish" for c in broker.channels[0].calls)
+
+
+async def test_transaction_limits(
+    session: tuple[Session, FakeTransport], broker: FakeBroker
+) -> None:
+    # RabbitMQ main: 16 open transactions, 1024 actions each.
+    await connected(session)
+    s, t = session
+    for i in range(16):
+        await s.data_received(frame("BEGIN", transaction=f"t{i}"))
+    await s.data_received(frame("BEGIN", transaction="t16", receipt="r"))
+    await s.data_received(frame("BEGIN", transaction="t0"))  # a restart counts too
+    assert [(f.headers["message"], f.body) for f in t.frames()] == [
+        ("Transaction limit exceeded", b"Too many concurrent transactions (limit 16)")
+    ] * 2
+    await s.data_received(frame("ABORT", transaction="t1"))
+    await s.data_received(frame("BEGIN", transaction="t16", receipt="r"))
+    assert [f.command for f in t.frames()] == ["RECEIPT"]
+    data = frame("SEND", b"x", destination="/topic/k", transaction="t0") * 1025
+    await s.data_received(data)
+    [err] = t.frames()
+    assert (err.headers["message"], err.body) == (
+        "Transaction too large",
+        b"Too many actions in transaction (limit 1024)",
+    )
+    await s.data_received(frame("COMMIT", transaction="t0"))
+    assert [c[0] for c in broker.channels[0].calls].count("publish") == 1024
+
+
+async def test_begin_again_restarts_the_transaction(
+    session: tuple[Session, FakeTransport], broker: FakeBroker
+) -> None:
+    await connected(session)
+    s, t = session
+    await s.data_received(frame("BEGIN", transaction="tx"))
+    await s.data_received(frame("SEND", b"1", destination="/topic/k", transaction="tx"))
+    await s.data_received(frame("BEGIN", transaction="tx"))
+    await s.data_received(frame("COMMIT", transaction="tx", receipt="c"))
+    assert t.frames() == [Frame("RECEIPT", {"receipt-id": "c"}, b"")]
+    assert not any(c[0] == "publish" for c in broker.channels[0].calls)
+
+
+@pytest.mark.parametrize("command", ["COMMIT", "ABORT", "SEND", "ACK", "NACK"])
+async def test_unknown_transaction(
+    session: tuple[Session, FakeTransport], broker: FakeBroker, command: str
+) -> None:
+    channel = await subscribed(session, broker, ("s", "client"))
+    s, t = session
+    channel.deliver("T_s", 1)
+    t.frames()
+    headers = {"transaction": "nope", "receipt": "r"}
+    if command == "SEND":
+        headers["destination"] = "/topic/k"
+    elif command in ("ACK", "NACK"):
+        headers["id"] = ack_id(s, "T_s", 1)
+    await s.data_received(frame(command, **headers))
+    [err] = t.frames()
+    assert (err.headers["message"], err.body) == (
+        "Bad transaction",
+        b'Invalid transaction identifier: "nope"\n',
+    )
+    assert settled(channel) == [] and s.state is State.CONNECTED
+
+
+@pytest.mark.parametrize("command", ["BEGIN", "COMMIT", "ABORT"])
+async def test_missing_transaction_header(
+    session: tuple[Session, FakeTransport], command: str
+) -> None:
+    await connected(session)
+    s, t = session
+    await s.data_received(frame(command, receipt="r"))
+    [err] = t.frames()
+    assert (err.headers["message"], err.body) == (
+        "Missing transaction",
+        f"\"{command}\" must include a 'transaction' header\n".encode(),
+    )
+
+
+# ---------------------------------------------------------------- session end
+async def test_broker_closed_channel_is_still_closed_on_release(
+    session: tuple[Session, FakeTransport], broker: FakeBroker
+) -> None:
+    # The AMQP connection under a channel the broker closed must not leak.
+    await connected(session)
+    s, _ = session
+    channel = broker.channels[0]
+    assert channel.on_close is not None
+    channel.on_close(ChannelClosed(404, "NOT_FOUND - no queue 'q' in vhost '/'"))
+    await s.wait_closed()
+    assert channel.closed
+
+
+async def test_pending_receipts_go_out_before_a_fatal_error_closes(
+    session: tuple[Session, FakeTransport], broker: FakeBroker
+) -> None:
+    await connected(session)
+    s, t = session
+    broker.auto_confirm = False
+    await s.data_received(frame("SEND", b"x", destination="/topic/k", receipt="r1"))
+    s._fail(ProtocolError("Duplicated subscription identifier", "x", fatal=True))
+    await asyncio.sleep(0)
+    assert t.closed is None  # waiting for the confirm
+    broker.channels[0].confirms[0].set_result(None)
+    await s.wait_closed()
+    await asyncio.sleep(0)
+    assert [f.command for f in t.frames()] == ["ERROR", "RECEIPT"]
     assert t.closed == (1000, "STOMP died")
