@@ -55,7 +55,55 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="verify client certificates (default none; ssl_options.verify)",
     )
     p.add_argument(
-        "--amqp-url", dest="amqp_url", help="RabbitMQ URL (default amqp://127.0.0.1:5672/)"
+        "--ws-ssl-port",
+        dest="ws_ssl_port",
+        type=int,
+        help="also serve WebSocket over TLS (wss) on this port (off by default; "
+        "web_stomp.ssl.port; needs --ssl-certfile and --ssl-keyfile)",
+    )
+    p.add_argument(
+        "--metrics-port",
+        dest="metrics_port",
+        type=int,
+        help="also serve /metrics, /healthz, /readyz on this port (always on --port too)",
+    )
+    p.add_argument(
+        "--shutdown-timeout",
+        dest="shutdown_timeout",
+        type=float,
+        help="seconds to drain sessions on SIGTERM/SIGINT (default 10)",
+    )
+    p.add_argument(
+        "--amqp-url",
+        dest="amqp_url",
+        help="RabbitMQ URL (default amqp://127.0.0.1:5672/); cluster nodes comma-separated, "
+        "tried in turn",
+    )
+    p.add_argument(
+        "--amqp-connection-mode",
+        dest="amqp_connection_mode",
+        choices=["shared", "per_session"],
+        help="shared (default): the sessions of one user share AMQP connections; "
+        "per_session: one AMQP connection per session",
+    )
+    p.add_argument(
+        "--connections-per-user",
+        dest="connections_per_user",
+        type=int,
+        help="shared mode: AMQP connections per user and vhost (default 2)",
+    )
+    p.add_argument(
+        "--auth-cache-ttl",
+        dest="auth_cache_ttl",
+        type=float,
+        help="shared mode: seconds a proven login spares the same passcode an AMQP login "
+        "(default 30; 0 = always log in)",
+    )
+    p.add_argument(
+        "--workers",
+        dest="workers",
+        type=int,
+        help="worker processes sharing the ports (SO_REUSEPORT); default: one per CPU core",
     )
     p.add_argument("--config", metavar="FILE", help="TOML settings file (also GATEWAY_CONFIG)")
     p.add_argument(
@@ -86,10 +134,13 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _safe_url(url: str) -> str:
-    """The AMQP URL without any password in it."""
+    """The AMQP URL (or comma-separated URLs) without any password in it."""
     from yarl import URL
 
-    return str(URL(url).with_password(None)) if URL(url).password else url
+    def safe(one: str) -> str:
+        return str(URL(one).with_password(None)) if URL(one).password else one
+
+    return ",".join(safe(part) for part in url.split(","))
 
 
 if __name__ == "__main__":

@@ -166,8 +166,26 @@ def _unknown(text: str) -> DestinationError:
     )
 
 
+_PARSED: dict[str, Destination] = {}  # parse_destination's results, by header text
+_PARSED_MAX = 4096
+
+
 def parse_destination(text: str) -> Destination:
-    """Parse a destination header; raises ``DestinationError`` as the plugin does."""
+    """Parse a destination header; raises ``DestinationError`` as the plugin does.
+
+    Destinations are immutable and a client sends to the same few again and again:
+    successful parses are remembered (up to ``_PARSED_MAX`` texts, then forgotten).
+    """
+    dest = _PARSED.get(text)
+    if dest is None:
+        dest = _parse_destination(text)
+        if len(_PARSED) >= _PARSED_MAX:
+            _PARSED.clear()
+        _PARSED[text] = dest
+    return dest
+
+
+def _parse_destination(text: str) -> Destination:
     parts = text.split("/")
     if len(parts) == 1:
         # No slash at all: a queue name ("foo" is /queue/foo). "" parses too; the
@@ -340,9 +358,9 @@ def queue_arguments(headers: Mapping[str, str]) -> dict[str, Any]:
     "Processing error" (the plugin builds these on every SEND and SUBSCRIBE, even
     where nothing is declared).
     """
-    present = headers.keys() & _ARGUMENT_NAMES
-    if not present:
+    if _ARGUMENT_NAMES.isdisjoint(headers):  # the usual case: no set built
         return {}
+    present = headers.keys() & _ARGUMENT_NAMES
     arguments: dict[str, Any] = {}
     for name in present:
         value = headers[name]

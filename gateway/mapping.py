@@ -7,9 +7,12 @@ AMQP ``headers`` table. ``message_headers`` builds the header list of the MESSAG
 frame for a delivery (``rabbit_stomp_util:headers/5``): the frame's own headers,
 then the AMQP header table, then the properties, in the plugin's order.
 
-``message_headers`` runs once per delivered message, so it stays a flat loop:
-no per-header function calls beyond one dict walk, the destination cached in
-``gateway.destinations``.
+The session does not call ``message_headers`` per delivery: ``MessageEncoder``
+(one per subscription) writes the MESSAGE frame itself, byte for byte what
+``encode_frame("MESSAGE", message_headers(...), body)`` gives, with the part that
+only depends on the subscription and the delivery's exchange and routing key
+(``MESSAGE``, subscription, destination, the message-id's constant start) escaped
+and cached once, and the rest (properties, header table) in one flat pass.
 
 Deliberate differences from RabbitMQ 3.10.8 are marked ``DIFFERENCE``.
 """
@@ -22,8 +25,9 @@ from typing import Any
 from gateway.broker.base import Delivery, NarrowInt, Properties
 from gateway.destinations import destination_from_delivery, parse_integer
 from gateway.errors import ProcessingError
+from gateway.stomp.escaping import escape
 
-__all__ = ["message_headers", "reply_to_header", "send_properties"]
+__all__ = ["MessageEncoder", "message_headers", "reply_to_header", "send_properties"]
 
 # SEND headers that become properties (or are the destination), so they are
 # kept out of the AMQP headers table (rabbit_stomp_util:user_header/1).
@@ -74,22 +78,26 @@ def send_properties(headers: Mapping[str, str], *, reply_to: str | None = None) 
     persistent = get("persistent")
     priority = get("priority")
     timestamp = get("timestamp")
-    table = [(k, v) for k, v in headers.items() if k not in _PROPERTY_HEADERS]
-    table.reverse()
-    return Properties(
-        content_type=get("content-type"),
-        content_encoding=get("content-encoding"),
-        headers=dict(table),
-        delivery_mode=2 if persistent == "true" or persistent == "True" else None,
-        priority=None if priority is None else _bounded(priority, 255),
-        correlation_id=get("correlation-id"),
-        reply_to=get("reply-to") if reply_to is None else reply_to,
-        expiration=get("expiration"),
-        message_id=get("amqp-message-id"),
-        timestamp=None if timestamp is None else _bounded(timestamp, 2**64 - 1),
-        type=get("type"),
-        user_id=get("user-id"),
-        app_id=get("app-id"),
+    excluded = _PROPERTY_HEADERS
+    table: dict[str, Any] = {}
+    # A frame's headers are a dict (reversible); any other mapping is copied first.
+    for name in reversed(headers if isinstance(headers, dict) else dict(headers)):
+        if name not in excluded:
+            table[name] = headers[name]
+    return Properties(  # positional: once per SEND, in the field order of Properties
+        get("content-type"),
+        get("content-encoding"),
+        table,
+        2 if persistent == "true" or persistent == "True" else None,
+        None if priority is None else _bounded(priority, 255),
+        get("correlation-id"),
+        get("reply-to") if reply_to is None else reply_to,
+        get("expiration"),
+        get("amqp-message-id"),
+        None if timestamp is None else _bounded(timestamp, 2**64 - 1),
+        get("type"),
+        get("user-id"),
+        get("app-id"),
     )
 
 
@@ -148,8 +156,13 @@ def message_headers(
     append(("redelivered", "true" if delivery.redelivered else "false"))
     if ack is not None:
         append(("ack", ack))
+    property_headers(delivery.properties, out)
+    return out
 
-    props = delivery.properties
+
+def property_headers(props: Properties, out: list[tuple[str, str]]) -> None:
+    """Append the MESSAGE headers that come from the AMQP header table and properties."""
+    append = out.append
     table = props.headers
     if table:
         reserved = _RESERVED
@@ -200,4 +213,74 @@ def message_headers(
         append(("content-encoding", props.content_encoding))
     if props.content_type is not None:
         append(("content-type", props.content_type))
-    return out
+
+
+_PREFIX_CACHE = 256  # (exchange, routing key) pairs remembered per subscription
+
+
+class MessageEncoder:
+    """MESSAGE frames for one subscription of one session (see the module docstring).
+
+    ``subscription``: the MESSAGE "subscription" header (None: none); ``id_prefix``:
+    the message-id up to the delivery tag (``<tag>@@<session>@@``); ``ack``: whether
+    the frame carries the STOMP 1.2 "ack" header (client modes). Output equals
+    ``encode_frame("MESSAGE", message_headers(...), body, trailing_lf=...)``.
+    """
+
+    __slots__ = ("_ack", "_end", "_prefixes", "_sub_line", "id_prefix")
+
+    def __init__(
+        self, *, subscription: str | None, id_prefix: str, ack: bool, trailing_lf: bool
+    ) -> None:
+        self._sub_line = "" if subscription is None else f"subscription:{escape(subscription)}\n"
+        self.id_prefix = id_prefix
+        self._ack = "ack:" + escape(id_prefix) if ack else None
+        self._end = b"\x00\n" if trailing_lf else b"\x00"
+        self._prefixes: dict[tuple[str, str], str] = {}
+
+    def _prefix(self, exchange: str, routing_key: str) -> str:
+        destination = destination_from_delivery(exchange, routing_key)
+        prefix = (
+            f"MESSAGE\n{self._sub_line}destination:{escape(destination)}\n"
+            f"message-id:{escape(self.id_prefix)}"
+        )
+        if len(self._prefixes) >= _PREFIX_CACHE:
+            self._prefixes.clear()
+        self._prefixes[(exchange, routing_key)] = prefix
+        return prefix
+
+    def encode(self, delivery: Delivery) -> bytes:
+        prefix = self._prefixes.get((delivery.exchange, delivery.routing_key))
+        if prefix is None:
+            prefix = self._prefix(delivery.exchange, delivery.routing_key)
+        tag = str(delivery.delivery_tag)  # digits: nothing to escape
+        redelivered = "\nredelivered:true\n" if delivery.redelivered else "\nredelivered:false\n"
+        parts = [prefix, tag, redelivered]
+        if self._ack is not None:
+            parts += (self._ack, tag, "\n")
+        props = delivery.properties
+        if (
+            props.headers
+            or props.app_id is not None
+            or props.user_id is not None
+            or props.type is not None
+            or props.timestamp is not None
+            or props.message_id is not None
+            or props.expiration is not None
+            or props.reply_to is not None
+            or props.correlation_id is not None
+            or props.priority is not None
+            or props.delivery_mode is not None
+            or props.content_encoding is not None
+            or props.content_type is not None
+        ):
+            pairs: list[tuple[str, str]] = []
+            property_headers(props, pairs)
+            for name, value in pairs:
+                parts += (escape(name), ":", escape(value), "\n")
+        body = delivery.body
+        size = len(body)
+        # encode_frame: content-length last, only for a non-empty body.
+        parts.append(f"content-length:{size}\n\n" if size else "\n")
+        head = "".join(parts).encode("utf-8", "surrogateescape")
+        return b"".join((head, body, self._end))

@@ -8,6 +8,7 @@ hot path. ``METRICS`` is the process-wide registry; ``render()`` produces the bo
 
 from __future__ import annotations
 
+import asyncio
 import bisect
 import math
 from collections.abc import Callable, Iterator, Sequence
@@ -115,6 +116,13 @@ class Histogram(Metric):
         yield f"{self.name}_count {self.count}"
 
 
+def _tasks() -> float:
+    try:
+        return float(len(asyncio.all_tasks()))
+    except RuntimeError:  # no running loop
+        return 0.0
+
+
 M = TypeVar("M", bound=Metric)
 
 
@@ -186,6 +194,9 @@ class GatewayMetrics:
             Gauge(p + "broker_up", "1 when RabbitMQ was reachable at the last attempt, else 0.")
         )
         self.broker_up.set(1)
+        self.tasks = r.add(
+            Gauge(p + "asyncio_tasks", "asyncio tasks alive in the process.", collect=_tasks)
+        )
 
     def render(self) -> str:
         return self.registry.render()

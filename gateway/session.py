@@ -39,8 +39,11 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, ClassVar, Protocol
 
+import structlog
+
 from . import __version__
 from .acks import AckTracker, parse_ack_id
+from .auth import describe_login, resolve_credentials
 from .broker.base import (
     AuthenticationFailed,
     Broker,
@@ -74,8 +77,11 @@ from .handshake import (
     new_session_id,
     parse_heart_beat,
 )
+from .limits import LimitExceeded, breach
 from .logging import get_logger
-from .mapping import message_headers, send_properties
+from .mapping import MessageEncoder, send_properties
+from .metrics import METRICS
+from .rules import Rules
 from .settings import Settings
 from .stomp import Frame, FrameError, FrameParser, encode_frame
 from .transactions import PublishAction, SettleAction, Transactions
@@ -101,10 +107,20 @@ ALLOWED: dict[State, frozenset[str]] = {
 }
 
 CLOSE_NORMAL = 1000
+CLOSE_GOING_AWAY = 1001
 CLOSE_INVALID_DATA = 1007
 MAX_CLOSE_REASON = 123  # RFC 6455: a close reason fits in 123 bytes
 STOMP_DIED = "STOMP died"  # RabbitMQ's close reason for every session end
 CONFIRM_WAIT = 10.0  # seconds a closing session waits for outstanding publisher confirms
+# Parser errors that are limit breaches (counted in limit_breaches_total).
+_LIMIT_KINDS = {
+    "frame_too_big": "max_frame_size",
+    "max_headers": "max_headers",
+    "max_header_length": "max_header_length",
+    "max_body_length": "max_body_length",
+}
+# Frame counters are labelled by command; anything else a client invents is "other".
+_METRIC_COMMANDS = ALLOWED[State.CONNECTED]
 
 
 class Transport(Protocol):
@@ -128,6 +144,7 @@ class Subscription:
     # Deliveries that arrive before the SUBSCRIBE's RECEIPT went out wait here, so the
     # RECEIPT comes first, as with RabbitMQ (None once the subscription is live).
     held: list[Delivery] | None = None
+    encoder: MessageEncoder | None = None  # MESSAGE frames, made at the first delivery
 
 
 def error_frame(err: StompError) -> bytes:
@@ -152,13 +169,22 @@ class Session:
         *,
         client_host: str,
         peer: str,
+        authorization: str | None = None,
+        transport_name: str = "ws",
+        rules: Rules | None = None,
     ) -> None:
         self.settings = settings
         self.broker = broker
         self.transport = transport
         self.client_host = client_host
         self.peer = peer
+        # The upgrade request's Authorization header (use_http_auth); never logged.
+        self._authorization = authorization
+        self.transport_name = transport_name
+        self.rules = rules if rules is not None else Rules(settings)
         self.id = new_session_id()
+        self.log = log.bind(session=self.id, peer=peer)
+        self.draining = False  # server shutdown: input is no longer handled
         self.state = State.AWAITING_CONNECT
         self.version = "1.0"
         self.user: str | None = None
@@ -172,7 +198,7 @@ class Session:
             content_length_commands=frozenset({"SEND"}),
         )
         self.subscriptions: dict[str, Subscription] = {}
-        self.transactions = Transactions()
+        self.transactions = Transactions(settings.max_transactions)
         self.acks = AckTracker()  # deliveries of client/client-individual subscriptions
         self._channel_broken = False  # the broker closed the channel under us
         self.temp_queues: dict[str, str] = {}  # /temp-queue/<id> -> broker queue name
@@ -181,9 +207,15 @@ class Session:
         # Publishes awaiting the broker's confirm, in SEND order; RECEIPTs go out in
         # that order even when confirms resolve out of order (aiormq settles a
         # multiple-ack in later loop turns than a single ack that follows it).
-        self.unconfirmed: deque[tuple[asyncio.Future[None], str | None]] = deque()
+        # (confirm, receipt, when published: for the confirm latency histogram)
+        self.unconfirmed: deque[tuple[asyncio.Future[None], str | None, float]] = deque()
         self.confirms_drained = asyncio.Event()
         self.confirms_drained.set()
+        # publish_window: with this many confirms outstanding, input waits (the
+        # transport reads no more), so a publisher faster than the broker slows down.
+        self._publish_window = settings.publish_window
+        self._window_open = asyncio.Event()
+        self._window_open.set()
         self.frames_in = 0
         self.frames_out = 0
         self.started = time.monotonic()
@@ -208,26 +240,36 @@ class Session:
         framing error are still handled (RabbitMQ 3.10.8 dropped them).
         """
         self._last_in = time.monotonic()
-        if self.closed:
+        METRICS.bytes_in.inc(amount=len(data))
+        if self.closed or self.draining:
             return
         parser = self.parser
         parser.receive_data(data)
-        while not self.closed:
+        while not self.closed and not self.draining:
             try:
                 frame = parser.next_frame()
             except FrameError as exc:
                 # RabbitMQ: no ERROR frame, close 1007 with the parser's reason.
+                limit = _LIMIT_KINDS.get(exc.kind)
+                if limit is not None:
+                    breach(limit)
                 reason = exc.reason.encode()[:MAX_CLOSE_REASON].decode(errors="ignore")
                 self._shutdown(CLOSE_INVALID_DATA, reason, why=f"framing error {exc.kind}")
                 return
             if frame is None:
                 return
             self.frames_in += 1
+            command = frame.command
+            METRICS.frames_in.inc(command if command in _METRIC_COMMANDS else "other")
             await self._handle(frame)
 
     @property
     def closed(self) -> bool:
         return self.state is State.CLOSED
+
+    @property
+    def connected(self) -> bool:
+        return self.state is State.CONNECTED
 
     def note_activity(self) -> None:
         """Inbound bytes that are not STOMP (a WebSocket ping) still show liveness."""
@@ -249,12 +291,18 @@ class Session:
     def _write(self, data: bytes) -> None:
         self._last_out = time.monotonic()
         self.frames_out += 1
+        METRICS.bytes_out.inc(amount=len(data))
         self.transport.send_frame(data)
 
     def _send(self, command: str, headers: list[tuple[str, str]], body: bytes = b"") -> None:
+        METRICS.frames_out.inc(command)
+        if command == "MESSAGE":
+            METRICS.delivered.inc()
         self._write(encode_frame(command, headers, body, trailing_lf=self.settings.trailing_lf))
 
     def _send_error(self, err: StompError) -> None:
+        METRICS.frames_out.inc("ERROR")
+        METRICS.errors.inc(err.message)
         data = error_frame(err)
         if not self.settings.trailing_lf:
             data = data[:-1]
@@ -268,6 +316,20 @@ class Session:
     # ------------------------------------------------------------------ dispatch
     async def _handle(self, frame: Frame) -> None:
         command = frame.command
+        if (
+            self.state is State.AWAITING_CONNECT
+            and self.settings.implicit_connect
+            and command in CLIENT_COMMANDS
+        ):
+            # stomp.implicit_connect: log in with this frame's headers (so the default
+            # credentials), send no CONNECTED, then handle the frame (RabbitMQ).
+            try:
+                await self._connect(frame, implicit=True)
+            except StompError as err:
+                self._fail(err)
+                return
+            if not self.connected:
+                return
         if self.version == "1.0" and self.state is State.CONNECTED:
             # STOMP 1.0: RabbitMQ trims leading whitespace of every header value.
             frame = Frame(command, {k: v.lstrip() for k, v in frame.headers.items()}, frame.body)
@@ -278,6 +340,8 @@ class Session:
                 raise ProtocolError("Bad command", f'Could not interpret command "{command}"\n')
             handler = self._handlers[command]
             await handler(self, frame)
+        except LimitExceeded as err:
+            self._fail(err, err.close_code, err.message)
         except StompError as err:
             self._fail(err)
         except ChannelClosed as exc:
@@ -286,14 +350,43 @@ class Session:
             log.exception("frame handling failed", command=command)
             self._fail(ProcessingError(fatal=True))
 
-    def _fail(self, err: StompError) -> None:
+    def _fail(
+        self, err: StompError, code: int = CLOSE_NORMAL, reason: str = STOMP_DIED
+    ) -> None:
         """Report one ERROR; end the session when the error is fatal."""
         if self.state is State.CLOSED:
             return
-        log.info("error", message=err.message, detail=err.body.strip(), fatal=err.fatal)
+        # A client can provoke non-fatal ERRORs at will: log those at debug only.
+        (self.log.info if err.fatal else self.log.debug)(
+            "error", message=err.message, detail=err.body.strip(), fatal=err.fatal
+        )
         self._send_error(err)
         if err.fatal:
-            self._shutdown(CLOSE_NORMAL, STOMP_DIED, why=f"error {err.message}")
+            self._shutdown(code, reason, why=f"error {err.message}")
+
+    async def go_away(self, within: float) -> None:
+        """Server shutdown: stop handling input, let outstanding publisher confirms
+        (and their RECEIPTs) out, then ERROR "server shutting down" and close 1001."""
+        if self.state is State.CLOSED:
+            if self._closing is not None:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(self._closing), within)
+            return
+        self.draining = True
+        deadline = time.monotonic() + within
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.confirms_drained.wait(), within)
+        if self.closed:
+            return
+        self._fail(
+            StompError("server shutting down", "The gateway is shutting down\n", fatal=True),
+            CLOSE_GOING_AWAY,
+            "server shutting down",
+        )
+        if self._closing is not None:
+            with contextlib.suppress(TimeoutError):
+                remaining = max(0.1, deadline - time.monotonic())
+                await asyncio.wait_for(asyncio.shield(self._closing), remaining)
 
     def _shutdown(self, code: int, reason: str, *, why: str) -> None:
         """Start closing: no more frames are handled; queued output is flushed."""
@@ -310,6 +403,11 @@ class Session:
             # A dead channel fails its pending confirms at once.
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.confirms_drained.wait(), CONFIRM_WAIT)
+            # ack:auto MESSAGEs still waiting in the transport's buffer go out with the
+            # close below: acknowledge them (at most once, as ack:auto promises) rather
+            # than let the broker redeliver them elsewhere. A connection that is lost
+            # instead (connection_lost) leaves them unacknowledged: back to the queue.
+            self.transport_congested(False)
             await self._release()
         finally:
             await self.transport.close(code, reason)
@@ -323,7 +421,8 @@ class Session:
             await channel.close()
         if not self._closed.is_set():
             self._closed.set()
-            log.info(
+            METRICS.closes.inc(self.close_reason.split(" ", 1)[0] or "unknown")
+            self.log.info(
                 "session closed",
                 reason=self.close_reason,
                 frames_in=self.frames_in,
@@ -338,6 +437,9 @@ class Session:
             # RabbitMQ (3.10.8 and main) crashes the handler: close 1011, no frame.
             # Answer with an ERROR and a normal close instead (docs/compatibility.md).
             raise ProtocolError("Bad CONNECT", "Already connected", fatal=True)
+        await self._connect(frame, implicit=False)
+
+    async def _connect(self, frame: Frame, *, implicit: bool) -> None:
         h = frame.headers
         version = negotiate_version(h.get("accept-version"))
         if version is None:
@@ -346,17 +448,25 @@ class Session:
                 "Supported versions are " + ERROR_VERSION_HEADER + "\n",
             )
         send_s, recv_s = parse_heart_beat(h.get("heart-beat"))
-        login, passcode = self._credentials(h)
+        resolved = resolve_credentials(self.settings, h, self._authorization)
+        login, passcode = resolved.login, resolved.passcode
+        shown = describe_login(login)  # never a token in an ERROR body or a log line
+        if resolved.expires_at is not None and resolved.expires_at <= time.time():
+            # The broker would refuse it too; do not bother it (nor log the token).
+            raise ConnectError("Bad CONNECT", f"Access refused for user '{shown}': token expired\n")
         vhost = h.get("host") or self.settings.default_vhost
         credentials = Credentials(login=login, passcode=passcode, vhost=vhost, peer=self.peer)
         try:
             channel = await self.broker.open_channel(credentials)
         except AuthenticationFailed:
-            raise ConnectError("Bad CONNECT", f"Access refused for user '{login}'\n") from None
+            raise ConnectError("Bad CONNECT", f"Access refused for user '{shown}'\n") from None
         except VhostAccessDenied:
             raise ConnectError("Bad CONNECT", f"Virtual host '{vhost}' access denied") from None
         except BrokerUnavailable:
-            raise ConnectError("Bad CONNECT", "RabbitMQ is not reachable") from None
+            # No broker: ERROR, then close (unlike a refused login), so a client such
+            # as stomp.js reconnects after its delay instead of waiting on a socket
+            # that cannot log in (docs/scale-out.md).
+            raise ConnectError("Bad CONNECT", "RabbitMQ is not reachable", fatal=True) from None
         refused = login in self.settings.loopback_users and not is_loopback(self.client_host)
         if refused or self.state is State.CLOSED:  # or the client left meanwhile
             await channel.close()
@@ -366,7 +476,13 @@ class Session:
                 raise ConnectError("Bad CONNECT", "non-loopback access denied")
             return
         self.channel = channel
-        channel.set_handlers(self._on_delivery, self._on_cancel, self._on_channel_closed)
+        channel.set_handlers(
+            self._on_delivery,
+            self._on_cancel,
+            self._on_channel_closed,
+            delivery_window=self.settings.delivery_window,
+            on_confirm=self._confirms_arrived,
+        )
         self.state = State.CONNECTED
         self.version = version
         self.user, self.vhost = login, vhost
@@ -374,26 +490,39 @@ class Session:
         for timer in self._timers:
             timer.cancel()
         self._timers.clear()
-        headers: list[tuple[str, str]] = []
-        if not self.settings.hide_server_info:
-            headers.append(("server", f"stomp-gateway/{__version__}"))
-        headers += [
-            ("session", self.id),
-            ("heart-beat", f"{send_s * 1000},{recv_s * 1000}"),
-            ("version", version),
-        ]
-        self._send("CONNECTED", headers)
-        log.info("session connected", user=login, vhost=vhost, version=version)
+        METRICS.sessions_total.inc(self.transport_name)
+        self.log = self.log.bind(user=shown, vhost=vhost)
+        structlog.contextvars.bind_contextvars(user=shown, vhost=vhost)
+        if not implicit:  # RabbitMQ sends no CONNECTED for an implicit connect
+            headers: list[tuple[str, str]] = []
+            if not self.settings.hide_server_info:
+                headers.append(("server", f"stomp-gateway/{__version__}"))
+            headers += [
+                ("session", self.id),
+                ("heart-beat", f"{send_s * 1000},{recv_s * 1000}"),
+                ("version", version),
+            ]
+            self._send("CONNECTED", headers)
+        self.log.info(
+            "session connected", version=version, auth=resolved.source, implicit=implicit
+        )
         self._start_heartbeats(send_s, recv_s)
+        if resolved.expires_at is not None:
+            delay = max(0.0, resolved.expires_at - time.time())
+            loop = asyncio.get_running_loop()
+            self._timers.append(loop.call_later(delay, self._token_expired))
 
-    def _credentials(self, h: dict[str, str]) -> tuple[str, str]:
-        default_pass = self.settings.default_pass.get_secret_value()
-        login = h.get("login")
-        if login is None:
-            if self.settings.default_user is None:
-                raise ConnectError("Bad CONNECT", "Missing login or passcode header(s)")
-            return self.settings.default_user, default_pass
-        return login, h.get("passcode", default_pass)
+    def _token_expired(self) -> None:
+        # RabbitMQ never re-checks a token of an open connection (rabbitmq-server#8295);
+        # the gateway ends the session when its token's exp passes.
+        if self.state is State.CONNECTED:
+            self._fail(
+                StompError(
+                    "Token expired",
+                    "The access token of this session expired; connect again with a new one\n",
+                    fatal=True,
+                )
+            )
 
     # ------------------------------------------------------------------ heart-beats
     def _start_heartbeats(self, send_s: int, recv_s: int) -> None:
@@ -427,6 +556,7 @@ class Session:
             self._missed_beats = 0
         if self._missed_beats >= 2:
             # RabbitMQ: two silent checks in a row, close without an ERROR frame.
+            METRICS.heartbeat_timeouts.inc()
             self._shutdown(CLOSE_NORMAL, STOMP_DIED, why="heart-beat timeout")
             return
         self._rearm(self._recv_interval, self._check_beat)
@@ -440,6 +570,7 @@ class Session:
         dest_text = _require_destination(frame)
         if "message-id" in frame.headers:
             raise ProtocolError("Invalid header", "'message-id' is not allowed on 'SEND'.\n")
+        self._check_rule("write", dest_text, frame)
         # Everything is checked (and /queue declared) now, even inside a transaction;
         # only the publish waits for COMMIT (RabbitMQ 3.10.8/4.3).
         action = await self._prepare_publish(frame, dest_text)
@@ -470,18 +601,36 @@ class Session:
         confirm = await channel.publish(
             action.exchange, action.routing_key, action.body, action.properties
         )
-        self.unconfirmed.append((confirm, action.receipt))
+        METRICS.published.inc()
+        self.unconfirmed.append((confirm, action.receipt, time.monotonic()))
         self.confirms_drained.clear()
         confirm.add_done_callback(self._confirmed)
+        window = self._publish_window
+        if window and len(self.unconfirmed) >= window:
+            # Flow control: read nothing more from this client until the broker
+            # confirmed some (a dead channel fails them all, which opens it too).
+            self._window_open.clear()
+            await self._window_open.wait()
 
-    def _confirmed(self, _fut: asyncio.Future[None]) -> None:
+    def _confirms_arrived(self) -> None:
+        # The broker adapter resolved confirms just now: RECEIPTs go out before any
+        # MESSAGE that arrived after the confirm (future callbacks come a turn later).
+        self._confirmed(None)
+
+    def _confirmed(self, _fut: asyncio.Future[None] | None) -> None:
         unconfirmed = self.unconfirmed
-        while unconfirmed and unconfirmed[0][0].done():
-            fut, receipt = unconfirmed.popleft()
-            exc = None if fut.cancelled() else fut.exception()
-            self._settle_publish(exc, receipt)
+        if unconfirmed and unconfirmed[0][0].done():
+            now = time.monotonic()
+            observe = METRICS.confirm_latency.observe
+            while unconfirmed and unconfirmed[0][0].done():
+                fut, receipt, published = unconfirmed.popleft()
+                observe(now - published)
+                exc = None if fut.cancelled() else fut.exception()
+                self._settle_publish(exc, receipt)
         if not unconfirmed:
             self.confirms_drained.set()
+        if len(unconfirmed) < self._publish_window:
+            self._window_open.set()
 
     def _settle_publish(self, exc: BaseException | None, receipt: str | None) -> None:
         if exc is None:
@@ -522,6 +671,13 @@ class Session:
     async def on_subscribe(self, frame: Frame) -> None:
         h = frame.headers
         dest_text = _require_destination(frame)
+        self._check_rule("read", dest_text, frame)
+        limit = self.settings.max_subscriptions
+        if limit and len(self.subscriptions) >= limit:
+            breach("max_subscriptions")
+            raise LimitExceeded(
+                "Subscription limit exceeded", f"Too many subscriptions (limit {limit})\n"
+            )
         sub_id = h.get("id")
         if sub_id is not None and sub_id.startswith("/temp-queue/"):
             raise ProcessingError()
@@ -628,25 +784,40 @@ class Session:
         self._receipt(frame)
 
     # ------------------------------------------------------------------ deliveries
-    def _on_delivery(self, delivery: Delivery) -> None:
+    def _on_delivery(self, delivery: Delivery) -> bool:
+        """A delivery for one of our consumers; False when nobody takes it (the broker
+        adapter then gives it back to the queue)."""
         if self.state is not State.CONNECTED:
-            return
+            return False
         sub = self.subscriptions.get(delivery.consumer_tag)
         if sub is None:
-            return
+            return False
         if sub.held is not None:
             sub.held.append(delivery)
-            return
-        message_id = f"{sub.tag}@@{self.id}@@{delivery.delivery_tag}"
-        ack = None
+            return True
+        encoder = sub.encoder
+        if encoder is None:
+            # message-id "<tag>@@<session>@@<delivery tag>"; STOMP 1.2 client modes
+            # repeat it in "ack", the value to put in ACK's "id".
+            encoder = sub.encoder = MessageEncoder(
+                subscription=sub.header_id,
+                id_prefix=f"{sub.tag}@@{self.id}@@",
+                ack=sub.ack != "auto" and self.version == "1.2",
+                trailing_lf=self.settings.trailing_lf,
+            )
         if sub.ack != "auto":
             self.acks.delivered(delivery.delivery_tag, sub.tag, multiple=sub.ack == "client")
-            if self.version == "1.2":
-                ack = message_id  # STOMP 1.2: the value to put in ACK's "id"
-        headers = message_headers(
-            delivery, subscription=sub.header_id, message_id=message_id, ack=ack
-        )
-        self._send("MESSAGE", headers, delivery.body)
+        METRICS.frames_out.inc("MESSAGE")
+        METRICS.delivered.inc()
+        self._write(encoder.encode(delivery))
+        return True
+
+    def transport_congested(self, congested: bool) -> None:
+        """The transport's write buffer went above (True) or back below (False) its
+        high-water mark: stop taking deliveries from the broker meanwhile."""
+        channel = self.channel
+        if channel is not None and not self._channel_broken:
+            channel.pause_deliveries(congested)
 
     def _on_cancel(self, tag: str) -> None:
         sub = self.subscriptions.pop(tag, None)
@@ -761,6 +932,17 @@ class Session:
         self._shutdown(CLOSE_NORMAL, STOMP_DIED, why="DISCONNECT")
 
     # ------------------------------------------------------------------ helpers
+    def _check_rule(self, action: str, destination: str, frame: Frame) -> None:
+        """Destination rules (gateway.rules), before anything reaches the broker."""
+        if self.rules and self.user is not None:
+            try:
+                self.rules.check(action, destination, self.user, self.vhost or "")
+            except StompError as err:
+                receipt = frame.headers.get("receipt")
+                if receipt is not None:
+                    err.headers["receipt-id"] = receipt
+                raise
+
     def _channel(self) -> BrokerChannel:
         if self.channel is None or self._channel_broken:
             raise BrokerError("Processing error", "The broker channel is closed\n")

@@ -9,11 +9,20 @@ exists (``web_stomp.ws_path`` -> ``ws_path``, ``stomp.default_user`` ->
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BeforeValidator, Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -29,6 +38,26 @@ def _strip_verify(value: Any) -> Any:
     if isinstance(value, str) and value.startswith("verify_"):
         return value.removeprefix("verify_")
     return value
+
+
+class DestinationRule(BaseModel):
+    """One ``[[rules]]`` entry: who it applies to and which destinations it names.
+
+    Patterns are destination globs (``*`` = any characters but ``/``, ``**`` = any
+    characters, ``{user}`` = the session's login); see ``gateway.rules``.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    users: list[str] = Field(
+        default_factory=list, description="Logins (globs; \"*\" = everyone) it applies to."
+    )
+    groups: list[str] = Field(
+        default_factory=list, description="Names of ``groups`` entries it applies to."
+    )
+    allow_read: list[str] = Field(default_factory=list, description="SUBSCRIBE allowed.")
+    allow_write: list[str] = Field(default_factory=list, description="SEND allowed.")
+    deny: list[str] = Field(default_factory=list, description="Neither (wins over allow).")
 
 
 class Settings(BaseSettings):
@@ -95,10 +124,52 @@ class Settings(BaseSettings):
     # -- broker -------------------------------------------------------------------------
     amqp_url: str = Field(
         "amqp://127.0.0.1:5672/",
-        description="RabbitMQ to talk to; user and password in it are ignored: every "
-        "session logs in with its own credentials.",
+        description="RabbitMQ to talk to; several (cluster nodes) comma-separated, tried in "
+        "turn. User and password in it are ignored: every session logs in with its own "
+        "credentials. ?heartbeat=N sets the AMQP heart-beat (default 10 s).",
     )
-    connect_timeout: float = Field(10.0, gt=0, description="AMQP connection timeout, seconds.")
+    amqp_urls: list[str] = Field(
+        default_factory=list,
+        description="The broker URLs as a list (TOML); when set, amqp_url is ignored.",
+    )
+    connect_timeout: float = Field(
+        5.0, gt=0, description="AMQP connection timeout per broker URL, seconds."
+    )
+    amqp_connection_mode: Literal["shared", "per_session"] = Field(
+        "shared",
+        description="shared: the sessions of one user and vhost share a pool of AMQP "
+        "connections (a channel each); per_session: one AMQP connection per session, as "
+        "the plugin inside the broker.",
+    )
+    connections_per_user: int = Field(
+        2, ge=1, description="shared mode: AMQP connections per (user, vhost) pool."
+    )
+    channel_max: int = Field(
+        0,
+        ge=0,
+        le=65535,
+        description="shared mode: sessions (channels) per pooled AMQP connection; 0 = as "
+        "many as the broker allows (its channel_max, 2047 by default).",
+    )
+    auth_cache_ttl: float = Field(
+        30.0,
+        ge=0,
+        description="shared mode: seconds a proven login (salted hash, never the passcode) "
+        "lets further CONNECTs of that user and vhost skip an AMQP login; a changed "
+        "password is honoured at the latest after this; 0 = every CONNECT logs in.",
+    )
+    connection_open_rate: float = Field(
+        50.0, gt=0, description="AMQP connections opened per second at most (token bucket)."
+    )
+    connect_queue_timeout: float = Field(
+        30.0,
+        ge=0,
+        description="Seconds a CONNECT may wait for its turn under connection_open_rate "
+        "before it gets an ERROR.",
+    )
+    pool_idle_timeout: float = Field(
+        10.0, ge=0, description="shared mode: close a pooled connection idle this long, seconds."
+    )
 
     # -- STOMP (stomp.*) ----------------------------------------------------------------
     default_user: str | None = Field("guest", description="stomp.default_user")
@@ -131,6 +202,126 @@ class Settings(BaseSettings):
     max_header_length: int = Field(102400, gt=0, description="Bytes per header name or value.")
     max_body_length: int = Field(104857600, gt=0, description="Bytes per frame body.")
 
+    # -- security (issue 7) ---------------------------------------------------------------
+    allow_origins: list[str] = Field(
+        default_factory=list,
+        description="Origins allowed to open a WebSocket (exact, or with * wildcards such "
+        "as https://*.example.com); [] = any; a request without Origin is always allowed "
+        "(web_stomp.allow_origins, RabbitMQ 4.2.6+).",
+    )
+    use_http_auth: bool = Field(
+        False,
+        description="Take credentials from the upgrade request's Authorization header "
+        "(Basic, or Bearer <token>); without the header the default user is forced "
+        "(web_stomp.use_http_auth).",
+    )
+    bearer_user: str | None = Field(
+        None,
+        description="Username sent to RabbitMQ with a Bearer token (RabbitMQ's OAuth 2 "
+        "backend ignores it); default: the token's sub claim.",
+    )
+    implicit_connect: bool = Field(
+        False,
+        description="A first frame other than CONNECT logs in with the default "
+        "credentials, no CONNECTED (stomp.implicit_connect; TCP only in the plugin).",
+    )
+    rules: list[DestinationRule] = Field(
+        default_factory=list,
+        description="Destination rules ([[rules]]): per user or group, allow_read "
+        "(SUBSCRIBE) / allow_write (SEND) / deny globs; [] = no rules.",
+    )
+    groups: dict[str, list[str]] = Field(
+        default_factory=dict, description="Named groups of logins for rules.groups."
+    )
+    rules_default: Literal["allow", "deny"] = Field(
+        "deny",
+        description="With rules configured: what a destination no rule allows gets.",
+    )
+
+    # -- limits (issue 7) -------------------------------------------------------------------
+    max_connections: int = Field(
+        0, ge=0, description="Client connections at once, all listeners; 0 = no limit "
+        "(web_stomp.max_connections / stomp.max_connections)."
+    )
+    max_connections_per_ip: int = Field(
+        0, ge=0, description="Client connections at once from one client address; 0 = no limit."
+    )
+    max_subscriptions: int = Field(
+        1024, ge=0, description="Subscriptions per session; 0 = no limit."
+    )
+    max_transactions: int = Field(
+        16, ge=1, description="Open transactions per session (RabbitMQ main: 16)."
+    )
+    max_outbound_buffer: int = Field(
+        64 * 1024 * 1024,
+        ge=0,
+        description="Bytes queued for one client that does not read before it is "
+        "disconnected; 0 = no limit.",
+    )
+
+    # -- TLS for WebSocket, client addresses behind a balancer (issue 7) -------------------
+    ws_ssl_port: int | None = Field(
+        None,
+        ge=0,
+        le=65535,
+        description="WebSocket-over-TLS (wss) port, off when unset (web_stomp.ssl.port; "
+        "the plugin's usual 15673). Uses the ssl_* settings.",
+    )
+    proxy_protocol: bool = Field(
+        False,
+        description="Expect a PROXY protocol v1/v2 header on every plain (non-TLS) "
+        "connection, WebSocket and TCP (web_stomp.proxy_protocol, stomp.proxy_protocol).",
+    )
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description="CIDRs of proxies whose X-Forwarded-For header names the client "
+        "(WebSocket only); [] = never trust the header.",
+    )
+
+    # -- operations (issue 6 / 7) -----------------------------------------------------------
+    metrics_port: int | None = Field(
+        None,
+        ge=0,
+        le=65535,
+        description="Also serve /metrics, /healthz, /readyz on this port (they are always "
+        "on the WebSocket port too).",
+    )
+    shutdown_timeout: float = Field(
+        10.0,
+        gt=0,
+        description="On SIGTERM/SIGINT: seconds to drain sessions before exiting.",
+    )
+
+    # -- flow control and performance (issues 6.3, 8) --------------------------------------
+    delivery_window: int = Field(
+        1000,
+        ge=0,
+        description="Prefetch of every ack:auto subscription: such subscriptions are "
+        "consumed with manual acks the gateway sends once a MESSAGE is handed to the "
+        "socket, and none while the client does not read, so a slow client stops the "
+        "broker instead of filling the gateway's memory. 0 = none (ack:auto consumes "
+        "with no_ack, as the plugin). Client-mode subscriptions are bounded by their own "
+        "prefetch-count (and max_outbound_buffer).",
+    )
+    publish_window: int = Field(
+        1000,
+        ge=0,
+        description="SENDs of one session the broker has not confirmed yet before the "
+        "gateway stops reading that client; 0 = no limit.",
+    )
+    write_high_water: int = Field(
+        256 * 1024,
+        gt=0,
+        description="Unsent bytes to one client above which its session takes no more "
+        "deliveries (resumed below a quarter of it).",
+    )
+    workers: int = Field(
+        0,
+        ge=0,
+        description="Worker processes serving the same ports (SO_REUSEPORT), each with "
+        "its own event loop and broker connections; 0 = one per CPU core.",
+    )
+
     # -- operations -----------------------------------------------------------------------
     static_dir: Path | None = Field(
         None,
@@ -147,6 +338,21 @@ class Settings(BaseSettings):
         ):
             raise ValueError("tcp_ssl_port needs ssl_certfile and ssl_keyfile")
         return self
+
+    @model_validator(mode="after")
+    def _wss_needs_certificate(self) -> Settings:
+        if self.ws_ssl_port is not None and (
+            self.ssl_certfile is None or self.ssl_keyfile is None
+        ):
+            raise ValueError("ws_ssl_port needs ssl_certfile and ssl_keyfile")
+        return self
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _cidrs(cls, value: list[str]) -> list[str]:
+        for cidr in value:
+            ipaddress.ip_network(cidr, strict=False)  # ValueError names the bad one
+        return value
 
     @field_validator("static_dir")
     @classmethod

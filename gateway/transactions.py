@@ -8,8 +8,9 @@ keeps the lists; the session prepares and runs the actions.
 
 Rules (RabbitMQ main ``rabbit_stomp_processor``, the newest behaviour):
 
-* At most ``MAX_TRANSACTIONS`` (16) open transactions per session: BEGIN beyond
-  that is "Transaction limit exceeded". 3.10.8 had no limit.
+* At most ``max_transactions`` (setting, default ``MAX_TRANSACTIONS`` = 16) open
+  transactions per session: BEGIN beyond that is "Transaction limit exceeded" (not
+  fatal, as in main). 3.10.8 had no limit.
 * At most ``MAX_TRANSACTION_ACTIONS`` (1024) actions per transaction: the next
   one is "Transaction too large". 3.10.8 had no limit.
 * BEGIN of an id that is already open silently starts it again, empty (3.10.8 and
@@ -27,6 +28,7 @@ from dataclasses import dataclass
 
 from .broker.base import Properties
 from .errors import ProtocolError
+from .metrics import METRICS
 
 __all__ = [
     "MAX_TRANSACTIONS",
@@ -72,19 +74,21 @@ def bad_transaction(tx: str) -> ProtocolError:
 class Transactions:
     """The open transactions of one session."""
 
-    __slots__ = ("_open",)
+    __slots__ = ("_open", "limit")
 
-    def __init__(self) -> None:
+    def __init__(self, limit: int = MAX_TRANSACTIONS) -> None:
         self._open: dict[str, list[Action]] = {}
+        self.limit = limit  # the max_transactions setting
 
     def __len__(self) -> int:
         return len(self._open)
 
     def begin(self, tx: str) -> None:
-        if len(self._open) >= MAX_TRANSACTIONS:
+        if len(self._open) >= self.limit:
+            METRICS.limit_breaches.inc("max_transactions")
             raise ProtocolError(
                 "Transaction limit exceeded",
-                f"Too many concurrent transactions (limit {MAX_TRANSACTIONS})",
+                f"Too many concurrent transactions (limit {self.limit})",
             )
         self._open[tx] = []
 

@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import socket
 import subprocess
@@ -36,6 +37,11 @@ if str(ROOT) not in sys.path:  # `tests.support` and `gateway` importable withou
 
 from tests.support.amqp import AMQP_URL, AmqpHelper  # noqa: E402 (needs ROOT on sys.path)
 
+# Gateways the tests start as subprocesses (python -m gateway) run one worker process
+# unless a test asks for more (--workers): their logs, /metrics and PIDs stay those
+# of one process. The product's default is one worker per core.
+os.environ.setdefault("GATEWAY_WORKERS", "1")
+
 PLUGIN_HOST = "127.0.0.1"
 PLUGIN_PORT = 15674
 PLUGIN_URL = f"ws://{PLUGIN_HOST}:{PLUGIN_PORT}/ws"
@@ -43,6 +49,13 @@ PLUGIN_NAME = "rabbitmq_web_stomp"
 PLUGIN_START_TIMEOUT = 60.0
 MANAGEMENT_PLUGIN = "rabbitmq_management"
 MANAGEMENT_URL = "http://127.0.0.1:15672"
+
+
+# -- ordering -------------------------------------------------------------------------------
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests marked ``broker_restart`` restart the shared RabbitMQ: run them last, so
+    no other test of the session runs while the broker is away."""
+    items.sort(key=lambda item: item.get_closest_marker("broker_restart") is not None)
 
 
 # -- names ----------------------------------------------------------------------------------

@@ -1,15 +1,21 @@
-"""The broker port on aio-pika: one AMQP connection and one channel per session.
+"""The broker port's channel on aiormq: one AMQP channel per session.
 
-aio-pika opens and closes the connection; the channel work goes through the aiormq
-channel underneath it, which is what aio-pika itself drives. Two reasons for going
-one level down on the hot paths:
+Where the channel's connection comes from is ``gateway.broker.pool``'s business
+(a connection shared by the sessions of one user and vhost, or one of the session's
+own); the channel reaches it through a ``ChannelLease``: the lease counts the
+exclusive queues the session declared (they belong to the connection, which may
+outlive the session) and, at ``close``, deletes them and gives the channel back.
+The channel work goes through aiormq directly. Two reasons on the hot paths:
 
 * aiormq's ``basic_publish`` stamps a random ``message_id`` on every message that has
   none, which RabbitMQ's STOMP plugin never does (a stomp.js app would suddenly see an
   ``amqp-message-id`` header), and it awaits the confirm, which would serialise SENDs.
   ``publish`` below writes the same frames itself and hands back the confirm future.
-* deliveries arrive as aiormq ``DeliveredMessage``; converting them straight into our
-  ``Delivery`` avoids a second wrapper object per message.
+* the per-message work (deliveries, publishes, confirms, acks) bypasses aiormq's
+  generic machinery: ``gateway.broker.hotpath`` reads frames in bulk, hands deliveries
+  to the session synchronously, and writes a loop turn's publishes and acks at once.
+  Consumers of STOMP ack:auto subscriptions take manual acks under a delivery window
+  there, so a client that does not read stops the broker instead of filling memory.
 
 Every channel runs in publisher-confirm mode, so a SEND's RECEIPT can wait for the
 broker's basic.ack (RabbitMQ's plugin switches lazily on the first receipt; a
@@ -22,27 +28,18 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from contextlib import suppress
 from datetime import UTC, datetime
-from functools import partial
-from typing import Any
+from typing import Any, Protocol
 
 import aio_pika
 import aiormq
-from aiormq.abc import ChannelFrame, DeliveredMessage
 from pamqp import commands as spec
 from pamqp import decode as pamqp_decode
 from pamqp import encode as pamqp_encode
-from pamqp.base import Frame as AmqpFrame
-from pamqp.body import ContentBody
-from pamqp.header import ContentHeader
-from yarl import URL
 
 from .base import (
-    AuthenticationFailed,
-    BrokerUnavailable,
     CancelHandler,
     ChannelClosed,
     CloseHandler,
-    Credentials,
     Delivery,
     DeliveryHandler,
     Long,
@@ -50,26 +47,40 @@ from .base import (
     Properties,
     PublishNacked,
     QueueSpec,
-    VhostAccessDenied,
 )
+from .hotpath import AUTO, CLIENT, NO_ACK, ChannelPump, install
 
-_PRODUCT = "stomp-gateway"
+install()  # every aiormq connection of this process reads frames the fast way
+
+BROKER_LOST = "CONNECTION_FORCED - broker connection lost"
 
 
 def _channel_closed(exc: BaseException | None) -> ChannelClosed:
     """aiormq's exception for a Channel.Close / Connection.Close -> (code, text).
 
     aiormq raises e.g. ``ChannelNotFoundEntity("NOT_FOUND - no exchange 'x' in vhost
-    '/'")``: the broker's reply text is the first argument, its code the class's.
+    '/'")``: the broker's reply text is the first argument, its code the class's; a
+    Connection.Close it has no class for comes as ``ConnectionClosed(code, text)``
+    (RabbitMQ shutting down: 320 "CONNECTION_FORCED - broker forced connection closure
+    with reason 'shutdown'"). A connection that just died (reset, EOF, missed
+    heart-beats) is 320 ``BROKER_LOST``.
     """
     if isinstance(exc, ChannelClosed):
         return exc
+    if (
+        exc is not None
+        and len(exc.args) >= 2
+        and isinstance(exc.args[0], int)
+        and isinstance(exc.args[1], str)
+        and " - " in exc.args[1]
+    ):
+        return ChannelClosed(exc.args[0], exc.args[1])
     text = exc.args[0] if exc is not None and exc.args else None
     if isinstance(text, str) and " - " in text:
         frame = exc.args[1] if exc is not None and len(exc.args) > 1 else None
         code = getattr(frame, "reply_code", None) or getattr(exc, "code", 0)
         return ChannelClosed(code if isinstance(code, int) else 0, text)
-    return ChannelClosed(320, "CONNECTION_FORCED - broker connection lost")
+    return ChannelClosed(320, BROKER_LOST)
 
 
 def _encode_table_integer(value: int, _default: Any = pamqp_encode.table_integer) -> bytes:
@@ -97,22 +108,6 @@ for _code in (b"b", b"B", b"s", b"u", b"i", b"L"):
     pamqp_decode.TABLE_MAPPING[_code] = _narrow(pamqp_decode.TABLE_MAPPING[_code])
 
 
-def _settle(result: asyncio.Future[None], confirmation: asyncio.Future[Any]) -> None:
-    """Translate aiormq's confirm outcome into the port's (ack, nack, channel gone)."""
-    if result.done():
-        return
-    if confirmation.cancelled():
-        result.set_exception(_channel_closed(None))
-        return
-    exc = confirmation.exception()
-    if exc is None:
-        result.set_result(None)
-    elif isinstance(exc, aiormq.exceptions.DeliveryError):
-        result.set_exception(PublishNacked())
-    else:
-        result.set_exception(_channel_closed(exc))
-
-
 def _to_amqp_properties(p: Properties) -> spec.Basic.Properties:
     return spec.Basic.Properties(
         content_type=p.content_type,
@@ -131,83 +126,107 @@ def _to_amqp_properties(p: Properties) -> spec.Basic.Properties:
     )
 
 
-def _from_amqp_properties(p: spec.Basic.Properties) -> Properties:
-    ts = p.timestamp
-    return Properties(
-        content_type=p.content_type,
-        content_encoding=p.content_encoding,
-        headers=p.headers,
-        delivery_mode=p.delivery_mode,
-        priority=p.priority,
-        correlation_id=p.correlation_id,
-        reply_to=p.reply_to,
-        expiration=p.expiration,
-        message_id=p.message_id,
-        timestamp=int(ts.timestamp()) if ts is not None else None,
-        type=p.message_type,
-        user_id=p.user_id,
-        app_id=p.app_id,
-    )
+async def _never_called(_message: Any) -> None:
+    """aiormq wants a consumer callback; the pump takes the deliveries before it."""
+
+
+class ChannelLease(Protocol):
+    """Where a channel's connection comes from (see ``gateway.broker.pool``)."""
+
+    def track_exclusive(self, queue: str) -> None:
+        """The session declared this exclusive queue on the lease's connection."""
+
+    async def release(self, raw: aiormq.abc.AbstractChannel, exclusive: list[str]) -> None:
+        """Delete the session's exclusive queues, close the channel, give it back."""
 
 
 class AmqpChannel:
-    """One session's channel (and, for now, its own connection)."""
+    """One session's AMQP channel, on a connection its lease provides."""
 
-    def __init__(
-        self,
-        connection: aio_pika.abc.AbstractConnection,
-        channel: aio_pika.abc.AbstractChannel,
-        raw: aiormq.abc.AbstractChannel,
-    ) -> None:
-        self._connection = connection
-        self._channel = channel
+    def __init__(self, raw: aiormq.abc.AbstractChannel, lease: ChannelLease) -> None:
         self._raw = raw
+        self._lease: ChannelLease | None = lease
+        self._exclusive: list[str] = []  # exclusive queues this session declared
         self._on_delivery: DeliveryHandler | None = None
         self._on_cancel: CancelHandler | None = None
         self._on_close: CloseHandler | None = None
         self._closing = False
         self._raw.on_consumer_cancel_callbacks.add(self._cancelled)
-        channel.close_callbacks.add(self._channel_gone)
-        connection.close_callbacks.add(self._channel_gone)
+        # Done when the broker closes the channel, or when its connection dies.
+        self._watch: asyncio.Future[Any] = raw.closing
+        self._watch.add_done_callback(self._channel_gone)
 
-    # -- callbacks from aiormq / aio-pika ----------------------------------------------
+    # -- callbacks from aiormq ----------------------------------------------------------------
     def _cancelled(self, frame: spec.Basic.Cancel) -> None:
         if self._on_cancel is not None and frame.consumer_tag:
             self._on_cancel(frame.consumer_tag)
 
-    def _channel_gone(self, _sender: object, exc: BaseException | None) -> None:
+    def _channel_gone(self, closing: asyncio.Future[Any]) -> None:
+        exc = None if closing.cancelled() else closing.exception()
         if self._closing:
             return
         self._closing = True
         if self._on_close is not None:
             self._on_close(_channel_closed(exc))
 
-    async def _deliver(self, message: DeliveredMessage) -> None:
+    def _track(self, queue: str, exclusive: bool) -> None:
+        if exclusive and queue and queue not in self._exclusive:
+            self._exclusive.append(queue)
+            if self._lease is not None:
+                self._lease.track_exclusive(queue)
+
+    # -- the per-message path (gateway.broker.hotpath) --------------------------------------
+    # Class-level defaults: the pump is made on first use, not in __init__.
+    _pump: ChannelPump | None = None
+    _window = 0  # delivery_window: 0 = ack:auto consumers are plain no_ack ones
+    _consumer_qos = 0  # the channel's current per-consumer prefetch (basic.qos global=false)
+    _session_qos = 0  # what the session last asked for (it sends qos only on changes)
+
+    def _hot(self) -> ChannelPump:
+        pump = self._pump
+        if pump is None:
+            pump = self._pump = ChannelPump(
+                self._raw,
+                self._dispatch,
+                to_amqp=_to_amqp_properties,
+                encode_table=pamqp_encode.field_table,
+                closed_error=_channel_closed,
+                nacked_error=PublishNacked,
+            )
+        return pump
+
+    def _dispatch(self, delivery: Delivery) -> object:
         handler = self._on_delivery
         if handler is None:
-            return
-        d: Any = message.delivery
-        handler(
-            Delivery(
-                consumer_tag=d.consumer_tag or "",
-                delivery_tag=d.delivery_tag or 0,
-                redelivered=bool(d.redelivered),
-                exchange=d.exchange or "",
-                routing_key=d.routing_key or "",
-                properties=_from_amqp_properties(message.header.properties),
-                body=message.body,
-            )
-        )
+            return False
+        result: object = handler(delivery)
+        return result
+
+    async def _flush_out(self) -> None:
+        """Put buffered publishes/acks on the wire ahead of an RPC (keeps their order)."""
+        pump = self._pump
+        if pump is not None:
+            with suppress(Exception):
+                await pump.sync()
 
     # -- BrokerChannel ----------------------------------------------------------------------
     def set_handlers(
-        self, on_delivery: DeliveryHandler, on_cancel: CancelHandler, on_close: CloseHandler
+        self,
+        on_delivery: DeliveryHandler,
+        on_cancel: CancelHandler,
+        on_close: CloseHandler,
+        *,
+        delivery_window: int = 0,
+        on_confirm: Callable[[], None] | None = None,
     ) -> None:
         self._on_delivery = on_delivery
         self._on_cancel = on_cancel
         self._on_close = on_close
+        self._window = delivery_window
+        self._hot().on_confirm = on_confirm
 
     async def _call(self, coro: Awaitable[Any]) -> Any:
+        await self._flush_out()
         try:
             return await coro
         except aiormq.exceptions.AMQPError as exc:
@@ -225,6 +244,7 @@ class AmqpChannel:
                 arguments=spec_.arguments or None,
             )
         )
+        self._track(str(ok.queue), spec_.exclusive)
         return str(ok.queue)
 
     async def declare_queue_nowait(self, spec_: QueueSpec) -> None:
@@ -238,6 +258,7 @@ class AmqpChannel:
                 nowait=True,
             )
         )
+        self._track(spec_.name, spec_.exclusive)
 
     async def check_exchange(self, name: str) -> None:
         await self._call(self._raw.exchange_declare(name, passive=True))
@@ -257,13 +278,27 @@ class AmqpChannel:
         prefetch_count: int | None = None,
         arguments: dict[str, Any] | None = None,
     ) -> None:
+        # Flow control: with a delivery window, a no_ack (STOMP ack:auto) consumer is
+        # consumed with manual acks and a prefetch of the window; the pump acks what
+        # the session handed to its transport, and stops acking while the transport is
+        # congested, so the broker stops at the window. (A channel-wide window, qos
+        # global, would be nicer, but quorum queues and streams refuse it.) Client-mode
+        # consumers keep the prefetch the session asked for; the session sends qos only
+        # on changes, so the channel's per-consumer default is put back for them.
+        pump = self._hot()
+        managed = no_ack and self._window > 0
         if prefetch_count is not None:
-            await self._call(self._raw.basic_qos(prefetch_count=prefetch_count, global_=False))
+            self._session_qos = prefetch_count
+        wanted = self._window if managed else self._session_qos
+        if wanted != self._consumer_qos or (prefetch_count is not None and not managed):
+            await self._call(self._raw.basic_qos(prefetch_count=wanted, global_=False))
+            self._consumer_qos = wanted
+        pump.set_mode(consumer_tag, AUTO if managed else NO_ACK if no_ack else CLIENT)
         await self._call(
             self._raw.basic_consume(
                 queue,
-                self._deliver,
-                no_ack=no_ack,
+                _never_called,
+                no_ack=no_ack and not managed,
                 consumer_tag=consumer_tag,
                 arguments=arguments or None,
             )
@@ -278,77 +313,33 @@ class AmqpChannel:
         raw: Any = self._raw
         if raw.is_closed:
             raise _channel_closed(raw.close_reason if hasattr(raw, "close_reason") else None)
-        frames: list[AmqpFrame | ContentHeader | ContentBody] = [
-            spec.Basic.Publish(exchange=exchange, routing_key=routing_key),
-            ContentHeader(properties=_to_amqp_properties(properties), body_size=len(body)),
-        ]
-        frames += raw._split_body(body)
-        raw.delivery_tag += 1
-        # The channel's own future store rejects it when the channel closes, so a
-        # session never waits for the confirm of a publish on a dead channel.
-        confirmation: asyncio.Future[Any] = raw.create_future()
-        raw.confirmations[raw.delivery_tag] = confirmation
-        result: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        confirmation.add_done_callback(partial(_settle, result))
-        await raw.write_queue.put(ChannelFrame.marshall(channel_number=raw.number, frames=frames))
-        return result
+        # Encoded now, written with whatever else this loop turn produces; the
+        # confirm future fails if the channel closes first.
+        return self._hot().publish(exchange, routing_key, body, properties)
 
     async def ack(self, delivery_tag: int, *, multiple: bool = False) -> None:
-        await self._call(self._raw.basic_ack(delivery_tag, multiple=multiple))
+        if self._raw.is_closed:
+            raise _channel_closed(None)
+        self._hot().ack(delivery_tag, multiple)
 
     async def nack(
         self, delivery_tag: int, *, multiple: bool = False, requeue: bool = True
     ) -> None:
-        await self._call(self._raw.basic_nack(delivery_tag, multiple=multiple, requeue=requeue))
+        if self._raw.is_closed:
+            raise _channel_closed(None)
+        self._hot().nack(delivery_tag, multiple, requeue)
+
+    def pause_deliveries(self, paused: bool) -> None:
+        if self._pump is not None:
+            self._pump.pause(paused)
 
     async def close(self) -> None:
+        """Give the channel back: exclusive queues deleted, channel (or connection) closed."""
         self._closing = True
-        with suppress(Exception):
-            await self._connection.close()
-        # aiormq finishes its writer in an untracked task once its reader has ended
-        # (a broker-closed channel takes that path); give it the loop turns it needs
-        # so no half-closed connection outlives the session.
-        for _ in range(2):
-            await asyncio.sleep(0)
-
-
-class AmqpBroker:
-    """Opens one AMQP connection per session with the session's own credentials."""
-
-    def __init__(self, amqp_url: str, *, connect_timeout: float = 10.0) -> None:
-        self._url = URL(amqp_url)
-        self._timeout = connect_timeout
-
-    async def open_channel(self, credentials: Credentials) -> AmqpChannel:
-        try:
-            connection = await aio_pika.connect(
-                host=self._url.host or "127.0.0.1",
-                port=self._url.port or 5672,
-                login=credentials.login,
-                password=credentials.passcode,
-                virtualhost=credentials.vhost,
-                ssl=self._url.scheme == "amqps",
-                timeout=self._timeout,
-                client_properties={
-                    "connection_name": f"{_PRODUCT} {credentials.peer}".strip(),
-                    "product": _PRODUCT,
-                },
-            )
-        except aiormq.exceptions.ProbableAuthenticationError:
-            raise AuthenticationFailed(credentials.login) from None
-        except (aiormq.exceptions.InvalidFrameError, aiormq.exceptions.ConnectionClosed) as exc:
-            # RabbitMQ answers connection.open for an unknown or forbidden vhost (and
-            # for vhost/user connection limits) with Connection.Close.
-            raise VhostAccessDenied(credentials.vhost) from exc
-        except (TimeoutError, OSError, aiormq.exceptions.AMQPError) as exc:
-            raise BrokerUnavailable(str(exc)) from exc
-        try:
-            channel = await connection.channel(publisher_confirms=True)
-            raw = await channel.get_underlay_channel()
-            return AmqpChannel(connection, channel, raw)
-        except BaseException:
-            await connection.close()
-            raise
-
-    async def close(self) -> None:
-        return None
+        self._watch.remove_done_callback(self._channel_gone)
+        if self._pump is not None and not self._raw.is_closed:
+            with suppress(Exception):  # acks and publishes of this turn go first
+                await asyncio.wait_for(self._pump.sync(), 1.0)
+        lease, self._lease = self._lease, None
+        if lease is not None:
+            await lease.release(self._raw, self._exclusive)

@@ -9,8 +9,9 @@ The same Session and codec as the WebSocket side; only the byte moving differs.
   buffering its frames. Arriving bytes count as liveness for the heart-beat monitor
   at once (rabbitmq_stomp watches the socket's receive counter).
 * Out: ``send_frame`` collects frames and writes them once per event-loop turn (one
-  ``send`` for a burst of MESSAGEs). The transport's write buffer has a high-water mark;
-  above it no more client input is fed to the session until the client reads.
+  ``send`` for a burst of MESSAGEs). The transport's write buffer has a high-water mark
+  (``write_high_water``); above it no more client input is fed to the session until
+  the client reads, and the session takes no more deliveries from the broker.
 * Heart-beats are bare EOLs in the stream; the session produces and checks them.
 * Close: queued frames are flushed, then FIN (``write_eof``; TLS: close_notify); the
   socket is closed when the client closes its side, or after ``CLOSE_LINGER``. Input
@@ -21,6 +22,12 @@ The same Session and codec as the WebSocket side; only the byte moving differs.
 * A client that half-closes (EOF) after its last frame still gets the answers: the
   queued input is handled, confirms of its SENDs are awaited (bounded), then we close.
   rabbitmq_stomp closes at once on EOF and loses them.
+* ``proxy_protocol`` (plain listener only: the header would precede TLS): the first
+  bytes must be a PROXY v1/v2 header, whose source becomes the client's address; no
+  session exists until it has arrived (bounded by ``PROXY_HEADER_TIMEOUT``).
+* Connection limits (``gateway.limits``): a refused client gets the ERROR, then FIN.
+  Output past ``max_outbound_buffer`` unsent bytes (a client that does not read)
+  drops the connection, counted as a limit breach.
 """
 
 from __future__ import annotations
@@ -31,8 +38,13 @@ import ssl
 from collections import deque
 from typing import TYPE_CHECKING, cast
 
+import structlog
+
+from ..limits import breach
 from ..logging import get_logger
-from ..session import Session
+from ..metrics import METRICS
+from ..proxy import ProxyHeaderError, ProxyHeaderReader
+from ..session import Session, error_frame
 from ..settings import Settings
 
 if TYPE_CHECKING:
@@ -41,11 +53,10 @@ if TYPE_CHECKING:
 log = get_logger("gateway.tcp")
 
 READ_HIGH_WATER = 256 * 1024  # queued inbound bytes before reading pauses
-WRITE_HIGH_WATER = 256 * 1024  # unsent outbound bytes before client input stops
-WRITE_LOW_WATER = 64 * 1024
 CLOSE_LINGER = 2.0  # seconds to wait for the client to close after our FIN
 CLOSE_TIMEOUT = 10.0  # then seconds for a graceful close before abort
 EOF_CONFIRM_WAIT = 10.0  # after a client EOF: wait this long for its SEND receipts
+PROXY_HEADER_TIMEOUT = 10.0  # seconds for the PROXY header to arrive
 
 
 def make_ssl_context(settings: Settings) -> ssl.SSLContext:
@@ -90,27 +101,82 @@ class StompTcpProtocol(asyncio.Protocol):
         self._closing = False
         self._close_timer: asyncio.TimerHandle | None = None
         self.worker: asyncio.Task[None] | None = None
+        self.client_host: str | None = None  # set once counted by the limiter
+        self._max_out = server.settings.max_outbound_buffer
+        self._proxy: ProxyHeaderReader | None = None
+        self._proxy_timer: asyncio.TimerHandle | None = None
 
     # ------------------------------------------------------------------ asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # A stream transport (uvloop's is not an asyncio.Transport subclass: no isinstance).
         self.transport = transport = cast(asyncio.Transport, transport)
-        transport.set_write_buffer_limits(high=WRITE_HIGH_WATER, low=WRITE_LOW_WATER)
+        # write_high_water: unsent bytes before client input stops and the session
+        # takes no more deliveries from the broker (resumed below a quarter of it).
+        high = self.server.settings.write_high_water
+        transport.set_write_buffer_limits(high=high, low=high // 4)
+        METRICS.connections_total.inc(self.listener.name)
+        if self.listener.proxy_protocol:
+            self._proxy = ProxyHeaderReader()
+            self._proxy_timer = self.loop.call_later(PROXY_HEADER_TIMEOUT, transport.abort)
+            return
         peername = transport.get_extra_info("peername")
         host, port = (str(peername[0]), int(peername[1])) if peername else ("", 0)
+        self._start_session(host, port)
+
+    def _start_session(self, host: str, port: int) -> None:
+        assert self.transport is not None
+        refused = self.server.limiter.acquire(host)
+        if refused is not None:
+            log.info("connection refused", peer=f"{host}:{port}", reason=refused.body)
+            self._closing = self._write_closed = True
+            self.transport.write(error_frame(refused))
+            self.transport.close()
+            return
+        self.client_host = host
+        METRICS.connections_open.inc(self.listener.name)
         session = Session(
             self.server.settings,
             self.server.broker,
             self,
             client_host=host,
             peer=f"{host}:{port}",
+            transport_name=self.listener.name,
+            rules=self.server.rules,
         )
         self.session = session
         self.server.sessions.add(session)
         self.listener.connections.add(self)
         self.worker = self.loop.create_task(self._run(session))
 
+    def _proxy_header(self, data: bytes) -> bytes | None:
+        """Feed the PROXY header reader; the bytes after the header once it is complete."""
+        assert self._proxy is not None and self.transport is not None
+        try:
+            result = self._proxy.feed(data)
+        except ProxyHeaderError as exc:
+            log.info("bad proxy header", reason=str(exc))
+            self._proxy = None
+            self._closing = self._write_closed = True
+            self.transport.abort()
+            return None
+        if result is None:
+            return None
+        self._proxy = None
+        if self._proxy_timer is not None:
+            self._proxy_timer.cancel()
+        source, rest = result
+        if source is None:  # LOCAL / UNKNOWN: the socket's own peer
+            peername = self.transport.get_extra_info("peername")
+            source = (str(peername[0]), int(peername[1])) if peername else ("", 0)
+        self._start_session(*source)
+        return rest
+
     def data_received(self, data: bytes) -> None:
+        if self._proxy is not None:
+            rest = self._proxy_header(data)
+            if not rest:
+                return
+            data = rest
         if self._closing or self.session is None:
             return  # closing: drain and drop, so the kernel has nothing to RST about
         self.session.note_activity()
@@ -130,6 +196,12 @@ class StompTcpProtocol(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         if self._close_timer is not None:
             self._close_timer.cancel()
+        if self._proxy_timer is not None:
+            self._proxy_timer.cancel()
+        if self.client_host is not None:
+            self.server.limiter.release(self.client_host)
+            METRICS.connections_open.dec(self.listener.name)
+            self.client_host = None
         self._eof = True
         self._write_closed = True
         self._out.clear()
@@ -139,14 +211,22 @@ class StompTcpProtocol(asyncio.Protocol):
 
     def pause_writing(self) -> None:
         self._writable.clear()
+        if self.session is not None:
+            self.session.transport_congested(True)
 
     def resume_writing(self) -> None:
         self._writable.set()
+        if self.session is not None:
+            self.session.transport_congested(False)
 
     # ------------------------------------------------------------------ session.Transport
     def send_frame(self, data: bytes) -> None:
         if self._write_closed:
             return
+        if self._max_out and self.transport is not None:
+            if self.transport.get_write_buffer_size() > self._max_out:
+                self._overflow()
+                return
         self._out.append(data)
         if not self._flush_scheduled:
             self._flush_scheduled = True
@@ -192,6 +272,14 @@ class StompTcpProtocol(asyncio.Protocol):
         if self.transport is not None:
             self.transport.abort()
 
+    def _overflow(self) -> None:
+        """The client does not read: ``max_outbound_buffer`` is exceeded, drop it."""
+        breach("max_outbound_buffer")
+        if self.session is not None:
+            self.session.close_reason = "max_outbound_buffer"
+        self._out.clear()
+        self.abort()
+
     # ------------------------------------------------------------------ internals
     def _pause_reading(self) -> None:
         assert self.transport is not None
@@ -207,6 +295,9 @@ class StompTcpProtocol(asyncio.Protocol):
 
     async def _run(self, session: Session) -> None:
         """Feed queued input to the session in order; end the session with the socket."""
+        structlog.contextvars.bind_contextvars(
+            session=session.id, peer=session.peer, transport=self.listener.name
+        )
         try:
             while True:
                 if not self._inbox:
@@ -253,10 +344,17 @@ class TcpListener:
         self.ssl_context = ssl_context
         self.connections: set[StompTcpProtocol] = set()
         self._server: asyncio.Server | None = None
+        # A PROXY header precedes TLS, so it is read on the plain listener only.
+        self.proxy_protocol = server.settings.proxy_protocol and ssl_context is None
 
     @property
     def scheme(self) -> str:
         return "stomp+ssl" if self.ssl_context is not None else "stomp"
+
+    @property
+    def name(self) -> str:
+        """The transport label in metrics and logs: ``tcp`` or ``tls``."""
+        return "tls" if self.ssl_context is not None else "tcp"
 
     async def start(self) -> int:
         """Bind and listen; the bound port (``port=0`` picks a free one)."""
@@ -268,6 +366,7 @@ class TcpListener:
             ssl=self.ssl_context,
             backlog=128,  # stomp.tcp_listen_options.backlog
             reuse_address=True,
+            reuse_port=self.server.reuse_port or None,
         )
         self.port = int(self._server.sockets[0].getsockname()[1])
         log.info("listening", url=f"{self.scheme}://{self.host}:{self.port}")

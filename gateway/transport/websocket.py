@@ -6,24 +6,47 @@
 * Inbound text and binary messages both feed the session's parser; a frame may span
   messages and a message may hold many frames.
 * Outbound, every STOMP frame and every heart-beat is its own message, text or binary
-  as ``ws_frame`` says. Frames go through a queue drained by one writer task, so the
-  session never blocks on a slow socket.
-* Only ``ws_path`` (and ``ws_path/``) upgrades; ``http.py`` answers other paths.
+  as ``ws_frame`` says. ``send_frame`` never blocks: frames collect during one event
+  loop turn and are then written with one socket write (a burst of MESSAGEs costs one
+  ``send``). Without extensions the WebSocket frame headers are made here; with
+  permessage-deflate websockets' protocol object encodes them (its compression state
+  is per message, in order). Unsent output lives in the socket transport's buffer.
+* Flow control: above ``write_high_water`` unsent bytes the session is told that its
+  transport is congested (it stops taking deliveries from the broker: see
+  ``gateway.broker.hotpath``) until the buffer drains below a quarter of it.
+* Only ``ws_path`` (and ``ws_path/``) upgrades; ``http.py`` answers other paths and
+  refuses foreign Origins (``allow_origins``) with 403.
+* The client's address is the socket's peer, or the PROXY header's source
+  (``proxy_protocol``: ``ProxyServerConnection`` strips the header before websockets
+  parses the request), or, from a ``trusted_proxies`` peer, X-Forwarded-For
+  (``gateway.proxy``). Connection limits (``gateway.limits``) are checked with it
+  right after the upgrade: a refused client gets an ERROR and close 1013.
+* Output a client does not read piles up in the socket buffer; past
+  ``max_outbound_buffer`` unsent bytes the connection is dropped (close 1008, counted
+  as a limit breach). Deliveries stop well before that (``write_high_water``).
+  The input side does not wait for the output side here, so a client that writes
+  without reading (each frame answered with a RECEIPT or an ERROR) hits that cap.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections import deque
+import contextlib
+import struct
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+import structlog
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
+from websockets.protocol import OPEN
 from websockets.typing import Subprotocol
 
+from ..limits import CLOSE_POLICY_VIOLATION, CLOSE_TRY_AGAIN_LATER, breach
 from ..logging import get_logger
-from ..session import Session, State
+from ..metrics import METRICS
+from ..proxy import Address, ProxyHeaderError, ProxyHeaderReader
+from ..session import Session, State, error_frame
 
 if TYPE_CHECKING:
     from ..server import Server
@@ -43,59 +66,219 @@ def select_subprotocol(
     return None
 
 
+_SHORT = struct.Struct("!BB")
+_MEDIUM = struct.Struct("!BBH")
+_LONG = struct.Struct("!BBQ")
+
+
+def _frame_head(first: int, length: int) -> bytes:
+    """An unmasked WebSocket frame header (RFC 6455 5.2) for a payload of ``length``."""
+    if length < 126:
+        return _SHORT.pack(first, length)
+    if length < 65536:
+        return _MEDIUM.pack(first, 126, length)
+    return _LONG.pack(first, 127, length)
+
+
 class WebSocketTransport:
     """A session's view of one WebSocket: queue frames out, close after flushing."""
 
-    def __init__(self, ws: ServerConnection, *, text: bool) -> None:
+    def __init__(
+        self,
+        ws: ServerConnection,
+        *,
+        text: bool,
+        max_buffer: int = 0,
+        high_water: int = 256 * 1024,
+    ) -> None:
         self.ws = ws
         self.text = text
-        self._queue: deque[bytes] = deque()
-        self._ready = asyncio.Event()
+        self.max_buffer = max_buffer  # max_outbound_buffer; 0 = no limit
+        self.session: Session | None = None
+        self._first = 0x81 if text else 0x82  # FIN + text/binary opcode
+        self._out: list[bytes] = []  # frames of this loop turn, not yet written
+        self._out_bytes = 0
+        self._scheduled = False
         self._closing = False
-        self._writer = asyncio.ensure_future(self._write_loop())
+        self._closer: asyncio.Future[None] | None = None
+        self._drainer: asyncio.Task[None] | None = None
+        self.congested = False
+        self._loop = asyncio.get_running_loop()
+        ws.transport.set_write_buffer_limits(high=high_water, low=high_water // 4)
+
+    @property
+    def queued_bytes(self) -> int:
+        """Output not yet on the wire: this turn's frames and the socket buffer."""
+        return self._out_bytes + self.ws.transport.get_write_buffer_size()
 
     def send_frame(self, data: bytes) -> None:
         if not self._closing:
-            self._queue.append(data)
-            self._ready.set()
+            # Unsent output already over the cap: the client is not reading. (One
+            # frame bigger than the cap alone is fine: it is written at once.)
+            if self.max_buffer and self.queued_bytes > self.max_buffer:
+                self._overflow()
+                return
+            self._out.append(data)
+            self._out_bytes += len(data)
+            if not self._scheduled:
+                self._scheduled = True
+                self._loop.call_soon(self._flush)
 
-    async def _write_loop(self) -> None:
-        queue, ws, text = self._queue, self.ws, self.text
-        try:
-            while True:
-                await self._ready.wait()
-                self._ready.clear()
-                while queue:
-                    await ws.send(queue.popleft(), text=text)
-                if self._closing:
-                    return
-        except ConnectionClosed:
-            queue.clear()
+    def _flush(self) -> None:
+        """Write this turn's frames with one socket write."""
+        self._scheduled = False
+        out = self._out
+        if not out:
+            return
+        self._out = []
+        self._out_bytes = 0
+        ws = self.ws
+        protocol = ws.protocol
+        if protocol.state is not OPEN or ws.transport.is_closing():
+            return  # closing or closed: nobody reads them any more (as ws.send raised)
+        if protocol.extensions:
+            send = protocol.send_text if self.text else protocol.send_binary
+            for data in out:
+                send(data)
+            chunks = protocol.data_to_send()
+        else:
+            first = self._first
+            chunks = []
+            for data in out:
+                chunks.append(_frame_head(first, len(data)))
+                chunks.append(data)
+        ws.transport.write(b"".join(chunks))
+        if ws.paused and not self.congested:
+            self._congested(True)
+
+    def _congested(self, congested: bool) -> None:
+        self.congested = congested
+        if self.session is not None:
+            self.session.transport_congested(congested)
+        if congested:
+            self._drainer = asyncio.ensure_future(self._wait_drained())
+
+    async def _wait_drained(self) -> None:
+        with contextlib.suppress(Exception):
+            await self.ws.drain()  # returns once the buffer is below the low-water mark
+        self._drainer = None
+        if not self._closing:
+            self._congested(False)
+
+    def _overflow(self) -> None:
+        """The client does not read: drop what is queued and the connection."""
+        breach("max_outbound_buffer")
+        if self.session is not None:
+            self.session.close_reason = "max_outbound_buffer"
+        self._closing = True
+        self._out.clear()
+        self._out_bytes = 0
+        self._closer = asyncio.ensure_future(self._close_unread())
+
+    async def _close_unread(self) -> None:
+        # The close frame cannot get past unread data either: bounded, then abort.
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.ws.close(CLOSE_POLICY_VIOLATION, "outbound buffer full"), 1)
+        self.ws.transport.abort()
 
     async def close(self, code: int, reason: str) -> None:
         """Send what is queued, then the close frame."""
         if not self._closing:
+            self._flush()
             self._closing = True
-            self._ready.set()
-            try:
-                await asyncio.wait_for(asyncio.shield(self._writer), timeout=10)
-            except TimeoutError:
-                self._writer.cancel()
         await self.ws.close(code, reason)
 
     def abort(self) -> None:
         self._closing = True
-        self._writer.cancel()
+        self._out.clear()
+        self._out_bytes = 0
+        if self._drainer is not None:
+            self._drainer.cancel()
 
 
-async def serve_connection(server: Server, ws: ServerConnection) -> None:
-    """Run one WebSocket connection: feed its messages to a new Session."""
+class ProxyServerConnection(ServerConnection):
+    """A ServerConnection that reads a PROXY protocol header (v1 or v2) first.
+
+    The header is stripped before websockets sees any byte; its source address is
+    kept in ``proxied_address`` (None for LOCAL/UNKNOWN). A connection that does not
+    start with a valid header is aborted.
+    """
+
+    proxied_address: Address | None = None
+    _proxy_reader: ProxyHeaderReader | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._proxy_reader = ProxyHeaderReader()
+        super().connection_made(transport)
+
+    def data_received(self, data: bytes) -> None:
+        reader = self._proxy_reader
+        if reader is not None:
+            try:
+                result = reader.feed(data)
+            except ProxyHeaderError as exc:
+                self._proxy_reader = None
+                log.info("bad proxy header", reason=str(exc))
+                self.transport.abort()
+                return
+            if result is None:
+                return
+            self._proxy_reader = None
+            self.proxied_address, data = result
+            if not data:
+                return
+        super().data_received(data)
+
+
+def client_address(server: Server, ws: ServerConnection) -> tuple[str, int]:
+    """The client's (host, port): PROXY header, trusted X-Forwarded-For, or the peer."""
+    proxied: Any = getattr(ws, "proxied_address", None)
+    remote = proxied or ws.remote_address
+    host, port = (str(remote[0]), int(remote[1])) if remote else ("", 0)
+    if server.trusted_proxies and ws.request is not None:
+        forwarded = ws.request.headers.get_all("X-Forwarded-For")
+        if forwarded:
+            client = server.trusted_proxies.client(host, forwarded)
+            if client != host:
+                host, port = client, 0
+    return host, port
+
+
+async def serve_connection(server: Server, ws: ServerConnection, name: str = "ws") -> None:
+    """Run one WebSocket connection: feed its messages to a new Session.
+
+    ``name`` is the listener's transport label (``ws`` / ``wss``) in metrics and logs.
+    """
     settings = server.settings
-    host, port = ws.remote_address[:2] if ws.remote_address else ("", 0)
-    transport = WebSocketTransport(ws, text=settings.ws_frame == "text")
-    session = Session(
-        settings, server.broker, transport, client_host=str(host), peer=f"{host}:{port}"
+    host, port = client_address(server, ws)
+    METRICS.connections_total.inc(name)
+    refused = server.limiter.acquire(host)
+    if refused is not None:
+        log.info("connection refused", peer=f"{host}:{port}", reason=refused.body)
+        with contextlib.suppress(ConnectionClosed):
+            await ws.send(error_frame(refused), text=settings.ws_frame == "text")
+            await ws.close(CLOSE_TRY_AGAIN_LATER, "connection limit")
+        return
+    METRICS.connections_open.inc(name)
+    transport = WebSocketTransport(
+        ws,
+        text=settings.ws_frame == "text",
+        max_buffer=settings.max_outbound_buffer,
+        high_water=settings.write_high_water,
     )
+    authorization = ws.request.headers.get("Authorization") if ws.request else None
+    session = Session(
+        settings,
+        server.broker,
+        transport,
+        client_host=host,
+        peer=f"{host}:{port}",
+        authorization=authorization,
+        transport_name=name,
+        rules=server.rules,
+    )
+    transport.session = session
+    structlog.contextvars.bind_contextvars(session=session.id, peer=session.peer, transport=name)
     server.sessions.add(session)
     authenticated = False
     try:
@@ -110,5 +293,7 @@ async def serve_connection(server: Server, ws: ServerConnection) -> None:
         pass
     finally:
         server.sessions.discard(session)
+        server.limiter.release(host)
+        METRICS.connections_open.dec(name)
         await session.connection_lost()
         transport.abort()

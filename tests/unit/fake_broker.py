@@ -32,11 +32,19 @@ class FakeChannel:
         self.on_cancel: CancelHandler | None = None
         self.on_close: CloseHandler | None = None
         self.closed = False
+        self.paused = False
         self.next_queue = 0
 
     def set_handlers(
-        self, on_delivery: DeliveryHandler, on_cancel: CancelHandler, on_close: CloseHandler
+        self,
+        on_delivery: DeliveryHandler,
+        on_cancel: CancelHandler,
+        on_close: CloseHandler,
+        *,
+        delivery_window: int = 0,
+        on_confirm: Any = None,
     ) -> None:
+        self.delivery_window = delivery_window
         self.on_delivery, self.on_cancel, self.on_close = on_delivery, on_cancel, on_close
 
     async def declare_queue(self, spec: QueueSpec) -> str:
@@ -92,6 +100,9 @@ class FakeChannel:
     ) -> None:
         self.calls.append(("nack", delivery_tag, multiple, requeue))
 
+    def pause_deliveries(self, paused: bool) -> None:
+        self.paused = paused
+
     async def close(self) -> None:
         self.closed = True
 
@@ -129,6 +140,8 @@ class FakeBroker:
         self.missing_exchanges: set[str] = set()
         self.auto_confirm = True
         self.opened: list[Credentials] = []
+        self.started = False
+        self.up = True  # what ready() answers
 
     async def open_channel(self, credentials: Credentials) -> FakeChannel:
         self.opened.append(credentials)
@@ -139,6 +152,12 @@ class FakeBroker:
         channel = FakeChannel(self)
         self.channels.append(channel)
         return channel
+
+    async def start(self) -> None:
+        self.started = True
+
+    def ready(self) -> bool:
+        return self.up
 
     async def close(self) -> None:
         return None
