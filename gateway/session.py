@@ -230,6 +230,12 @@ class Session:
         loop = asyncio.get_running_loop()
         if settings.login_timeout > 0:
             self._timers.append(loop.call_later(settings.login_timeout, self._login_timed_out))
+        # Cowboy's idle_timeout (web_stomp.ws_opts.idle_timeout): a WebSocket with no
+        # inbound bytes for this long is closed, logged in or not. TCP has none.
+        self._idle_timeout = settings.idle_timeout if transport_name.startswith("ws") else 0.0
+        self._idle_timer: asyncio.TimerHandle | None = None
+        if self._idle_timeout > 0:
+            self._idle_timer = loop.call_later(self._idle_timeout, self._check_idle)
 
     # ------------------------------------------------------------------ transport side
     async def data_received(self, data: bytes) -> None:
@@ -416,6 +422,8 @@ class Session:
         for timer in self._timers:
             timer.cancel()
         self._timers.clear()
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
         channel, self.channel = self.channel, None
         if channel is not None:
             await channel.close()
@@ -560,6 +568,17 @@ class Session:
             self._shutdown(CLOSE_NORMAL, STOMP_DIED, why="heart-beat timeout")
             return
         self._rearm(self._recv_interval, self._check_beat)
+
+    def _check_idle(self) -> None:
+        if self.state is State.CLOSED:
+            return
+        silent = time.monotonic() - self._last_in
+        if silent >= self._idle_timeout:
+            # Cowboy closes with 1000 and an empty reason, without an ERROR frame.
+            self._shutdown(CLOSE_NORMAL, "", why="idle timeout")
+            return
+        loop = asyncio.get_running_loop()
+        self._idle_timer = loop.call_later(self._idle_timeout - silent, self._check_idle)
 
     def _login_timed_out(self) -> None:
         if self.state is State.AWAITING_CONNECT:

@@ -10,7 +10,9 @@ the workers. A small supervisor process (the one started) forks them and:
 * forwards SIGTERM/SIGINT to every worker, which drains its sessions as a single
   gateway does (``shutdown_timeout``); a second signal is forwarded too (workers then
   exit at once); workers still alive ``shutdown_timeout + KILL_GRACE`` seconds after
-  the first signal are killed. The supervisor exits 0 when every worker did.
+  the first signal are killed. The supervisor exits 0 when every worker did. Should
+  the supervisor itself die, the kernel sends its workers SIGTERM (Linux
+  ``PR_SET_PDEATHSIG``).
 
 Ports given as 0 (a free port) are chosen once by the supervisor and held reserved
 (bound, never listening) so every worker gets the same one. Only worker 0 serves
@@ -24,6 +26,7 @@ client costs a descriptor, and 1024 (a common soft default) is soon reached.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import resource
 import signal
@@ -44,6 +47,7 @@ RESTART_WINDOW = 30.0  # seconds
 KILL_GRACE = 5.0  # seconds past shutdown_timeout before a worker is killed
 _SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGCHLD}
 _PORT_FIELDS = ("port", "ws_ssl_port", "tcp_port", "tcp_ssl_port")
+_PR_SET_PDEATHSIG = 1
 
 WorkerMain = Callable[[Settings], None]
 
@@ -56,6 +60,16 @@ def raise_open_files_limit() -> int:
             resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
             return hard
     return soft
+
+
+def _die_with_parent() -> None:
+    """Linux: SIGTERM this worker when the supervisor dies (even by SIGKILL), so no
+    orphaned worker keeps serving the ports."""
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() == 1:  # the supervisor died before prctl took effect
+            os.kill(os.getpid(), signal.SIGTERM)
 
 
 def worker_count(settings: Settings) -> int:
@@ -121,6 +135,7 @@ class Supervisor:
             code = 1
             try:
                 signal.pthread_sigmask(signal.SIG_UNBLOCK, _SIGNALS)
+                _die_with_parent()
                 for sock in self._held:
                     sock.close()
                 structlog.contextvars.bind_contextvars(worker=index)

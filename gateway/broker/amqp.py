@@ -339,7 +339,7 @@ class AmqpChannel:
         self._watch.remove_done_callback(self._channel_gone)
         if self._pump is not None and not self._raw.is_closed:
             with suppress(Exception):  # acks and publishes of this turn go first
-                await asyncio.wait_for(self._pump.sync(), 1.0)
+                await asyncio.wait_for(self._pump.sync(final=True), 1.0)
         lease, self._lease = self._lease, None
         if lease is not None:
             await lease.release(self._raw, self._exclusive)

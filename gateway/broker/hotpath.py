@@ -23,8 +23,9 @@ else (handshake, RPCs, closing, heart-beats) and takes over the per-message part
   that receiver, which from then on hands it its deliveries and confirms directly,
   without going through aiormq's connection reader at all (whose per-frame cost was
   the largest left). Every other frame still takes aiormq's way, so the order of a
-  channel's frames is kept; a synthetic heart-beat goes to aiormq's reader at least
-  every ``_KEEPALIVE`` frames so its "connection stuck" watch sees traffic. Publishes, acks and nacks are encoded here and written once per
+  channel's frames is kept; a synthetic heart-beat goes to aiormq's reader after each
+  chunk read (and every ``_KEEPALIVE`` frames) so its "connection stuck" watch, fed
+  by the frames it sees, knows the connection is alive. Publishes, acks and nacks are encoded here and written once per
   event-loop turn as one ``ChannelFrame`` (one socket write for a burst).
 * Acks are coalesced: the pump knows every delivery tag the broker still considers
   unacknowledged, so the acks of one loop turn become one ``multiple`` ack up to the
@@ -47,6 +48,7 @@ from __future__ import annotations
 
 import asyncio
 import struct
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -220,6 +222,12 @@ class FastFrameReceiver(aiormq.connection.FrameReceiver):
                     self._taken = 0
                     _last_returned = (frame, self)
                     return end - pos, channel, frame
+            if self._taken:
+                # Frames went to pumps since aiormq's reader last saw one: let it see
+                # traffic before waiting for more (its heart-beat watch would think a
+                # connection that only carries deliveries is stuck).
+                self._taken = 0
+                return 0, 0, Heartbeat()
             await self._fill()
 
     async def _fill(self) -> None:
@@ -475,7 +483,6 @@ class ChannelPump:
         self._closed_error = closed_error
         self._nacked_error = nacked_error
         self._queue: asyncio.Queue[Any] = raw.frames
-        self._write_queue: asyncio.Queue[Any] = raw.write_queue
         self._max_content: int = raw.max_content_size
         # inbound
         self._content: _Content | None = None
@@ -486,8 +493,9 @@ class ChannelPump:
         # outbound
         self._out: list[bytes] = []
         self._acks: list[int] = []
-        self._scheduled = False
-        self._slow_put: asyncio.Task[None] | None = None
+        self._queued = False  # waiting for the connection's end-of-turn write
+        self._muted = False  # being closed: output is dropped
+        self._conn = ConnectionOut.of(raw.write_queue)
         self._publish_heads: dict[tuple[str, str], bytes] = {}
         self.confirms: OrderedDict[int, asyncio.Future[None]] = OrderedDict()
         self.on_confirm: Callable[[], None] | None = None  # after confirms resolved
@@ -508,6 +516,7 @@ class ChannelPump:
                 # this channel's deliveries and confirms to the pump directly.
                 self._receiver = receiver
                 receiver.pumps[self.number] = self
+                self._conn.receiver = receiver
         if not self.take(frame):
             if type(frame) in _CLOSE_FRAMES:
                 self._unregister()  # the channel's last frame: its number may be reused
@@ -766,54 +775,107 @@ class ChannelPump:
 
     # -- writing ---------------------------------------------------------------------------
     def _schedule(self) -> None:
+        if not self._queued:
+            self._queued = True
+            self._conn.want(self)
+
+    def _collect(self, chunks: list[bytes]) -> None:
+        """This turn's output, for the connection's one write (see ``ConnectionOut``)."""
+        self._queued = False
+        self._emit_acks()
+        if self._out:
+            if not self._closed and not self._muted:
+                chunks.extend(self._out)
+            self._out = []
+
+    async def sync(self, *, final: bool = False) -> None:
+        """Hand everything buffered to aiormq's writer now (ahead of what is queued
+        after). ``final``: the channel is being closed: nothing more goes out."""
+        if not self._queued:
+            self._conn.want(self)
+            self._queued = True
+        await self._conn.sync()
+        if final:
+            self._muted = True
+
+
+class ConnectionOut:
+    """One write per event-loop turn for all the channels (pumps) of a connection.
+
+    Pumps with output register with ``want``; at the end of the turn their frames are
+    joined, each channel's in its own order, and written at once: straight to the
+    socket when aiormq's write queue is empty (its writer has written everything
+    queued before: it takes a frame and writes it in one step), else through that
+    queue. A session per channel and many sessions per connection (a fan-out) then
+    cost one ``send`` per turn, not one per session.
+    """
+
+    __slots__ = ("_backlog", "_pending", "_scheduled", "_slow", "loop", "receiver", "write_queue")
+
+    def __init__(self, write_queue: asyncio.Queue[Any]) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.write_queue = write_queue
+        self.receiver: FastFrameReceiver | None = None  # the connection's frame reader
+        self._pending: list[ChannelPump] = []
+        self._scheduled = False
+        self._slow: asyncio.Task[None] | None = None  # waiting for room in the queue
+        self._backlog: list[bytes] = []
+
+    @classmethod
+    def of(cls, write_queue: asyncio.Queue[Any]) -> ConnectionOut:
+        out = _CONNECTION_OUT.get(write_queue)
+        if out is None:
+            out = _CONNECTION_OUT[write_queue] = cls(write_queue)
+        return out
+
+    def want(self, pump: ChannelPump) -> None:
+        self._pending.append(pump)
         if not self._scheduled:
             self._scheduled = True
-            self.loop.call_soon(self._flush)
+            self.loop.call_soon(self.flush)
 
-    def _flush(self) -> None:
+    def flush(self) -> None:
         self._scheduled = False
-        self._emit_acks()
-        out = self._out
-        if not out or self._slow_put is not None or self._closed:
+        pumps, self._pending = self._pending, []
+        chunks: list[bytes] = []
+        for pump in pumps:
+            pump._collect(chunks)
+        if not chunks:
             return
-        self._out = []
-        payload = out[0] if len(out) == 1 else b"".join(out)
-        receiver = self._receiver
-        if receiver is not None and self._write_queue.empty():
-            # aiormq's writer has written everything queued before (it takes a frame
-            # and writes it in one step): write straight to the socket, saving the
-            # writer task's wake-up (a loop turn of latency per publish).
-            transport = getattr(getattr(receiver, "reader", None), "_transport", None)
+        payload = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        if self._slow is not None:
+            self._backlog.append(payload)
+            return
+        if self.receiver is not None and self.write_queue.empty():
+            transport = getattr(getattr(self.receiver, "reader", None), "_transport", None)
             if transport is not None and not transport.is_closing():
                 transport.write(payload)
                 return
         frame = ChannelFrame(payload=payload, should_close=False)
         try:
-            self._write_queue.put_nowait(frame)
+            self.write_queue.put_nowait(frame)
         except asyncio.QueueFull:
-            self._slow_put = self.loop.create_task(self._put_slowly(frame))
+            self._slow = self.loop.create_task(self._put_slowly(frame))
 
     async def _put_slowly(self, frame: ChannelFrame) -> None:
         try:
-            await self._write_queue.put(frame)
-            while self._out and not self._closed:
-                out, self._out = self._out, []
-                await self._write_queue.put(ChannelFrame(payload=b"".join(out), should_close=False))
+            await self.write_queue.put(frame)
+            while self._backlog:
+                backlog, self._backlog = self._backlog, []
+                payload = b"".join(backlog)
+                await self.write_queue.put(ChannelFrame(payload=payload, should_close=False))
         finally:
-            self._slow_put = None
+            self._slow = None
 
-    async def sync(self, *, drain: bool = False) -> None:
-        """Queue everything buffered now; with ``drain``, wait until it is on the socket."""
-        self._flush()
-        while self._slow_put is not None:
-            await asyncio.shield(self._slow_put)
-            self._flush()
-        if drain and not self._closed and not self.raw.is_closed:
-            waiter = self.raw.create_future()  # rejected if the channel closes first
-            await self._write_queue.put(
-                ChannelFrame(payload=b"", should_close=False, drain_future=waiter)
-            )
-            await waiter
+    async def sync(self) -> None:
+        self.flush()
+        while self._slow is not None:
+            await asyncio.shield(self._slow)
+
+
+_CONNECTION_OUT: weakref.WeakKeyDictionary[asyncio.Queue[Any], ConnectionOut] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 def _upto(tags: OrderedDict[int, Any], limit: int) -> list[int]:

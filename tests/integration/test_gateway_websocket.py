@@ -165,3 +165,29 @@ async def test_many_sessions_and_clean_release(gateway_url: str, amqp) -> None:
     await asyncio.gather(*(c.disconnect() for c in clients))
     for c in clients:
         assert await c.recv_close() == (1000, "STOMP died")
+
+
+async def test_idle_timeout_closes_silent_websockets(gateway_factory) -> None:
+    # Cowboy's idle_timeout: no inbound bytes for that long -> close 1000, empty reason,
+    # logged in or not (heart-beats 0,0 here, so nothing else would notice).
+    handle = await gateway_factory(idle_timeout=0.5, login_timeout=0)
+    ws = await connect_ws(handle.url)
+    await ws.connect_stomp()
+    started = time.monotonic()
+    assert await ws.recv_close(timeout=3) == (1000, "")
+    assert ws.drained_frames == []
+    assert 0.4 < time.monotonic() - started < 2.0
+
+
+async def test_inbound_bytes_reset_the_idle_timeout(gateway_factory) -> None:
+    handle = await gateway_factory(idle_timeout=0.6, login_timeout=0)
+    ws = await connect_ws(handle.url)
+    try:
+        await ws.connect_stomp()
+        for _ in range(6):  # 1.2 s of EOLs every 0.2 s: longer than the timeout
+            await ws.send_raw("\n")
+            with pytest.raises(TimeoutError):
+                await ws.recv_frame(timeout=0.2)
+        assert await ws.is_open()
+    finally:
+        await ws.close()

@@ -31,7 +31,12 @@ def children(pid: int) -> set[int]:
 
 
 def alive(pid: int) -> bool:
-    return Path(f"/proc/{pid}").exists()
+    """Running (a zombie waiting for a reaper counts as gone)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 def socket_inodes(pid: int) -> set[str]:
@@ -125,5 +130,24 @@ async def test_two_workers_share_the_port_restart_and_stop_on_sigterm() -> None:
         for client in clients:
             await client.close()
         if proc.returncode is None:
-            proc.kill()
+            proc.kill()  # its workers get SIGTERM from the kernel (PR_SET_PDEATHSIG)
             await proc.wait()
+
+
+async def test_workers_do_not_outlive_a_killed_supervisor() -> None:
+    port = free_port()
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "gateway", "--host", "127.0.0.1", "--port", str(port),
+        "--workers", "2", "--log-level", "warning",
+        cwd=ROOT,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        await until(lambda: len(children(proc.pid)) == 2, within=20)
+        workers = children(proc.pid)
+        await until(lambda: listening(workers, port), within=20)
+    finally:
+        proc.kill()
+        await proc.wait()
+    await until(lambda: not any(alive(pid) for pid in workers), within=15)

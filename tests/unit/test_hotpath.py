@@ -438,3 +438,69 @@ async def test_pump_passes_other_frames_and_returned_content_on() -> None:
     assert passed == frames and seen == []
     await _deliver(pump, 1, "c")
     assert [d.delivery_tag for d in seen] == [1]
+
+
+async def test_channels_of_one_connection_share_one_write() -> None:
+    raw, pump, _ = await _pump()
+    other = _RawChannel()
+    other.number = 2
+    other.write_queue = raw.write_queue  # the same connection
+    second = ChannelPump(
+        other,
+        lambda d: True,
+        to_amqp=amqp._to_amqp_properties,
+        encode_table=amqp.pamqp_encode.field_table,
+        closed_error=amqp._channel_closed,
+        nacked_error=amqp.PublishNacked,
+    )
+    for p in (pump, second):
+        p.set_mode("c", CLIENT)
+        await _deliver(p, 1, "c")
+        await _deliver(p, 2, "c")
+        p.ack(1, multiple=False)
+        p.ack(2, multiple=False)
+    await _turn()
+    [written] = [raw.write_queue.get_nowait()]
+    channels = []
+    pos, data = 0, written.payload
+    while pos < len(data):
+        _, channel, size, _, _ = _METHOD.unpack_from(data, pos)
+        channels.append(channel)
+        pos += 8 + size
+    assert channels == [1, 2]  # one cumulative ack each, in one write
+    second._muted = True
+    second.ack(3, multiple=False)
+    await second.sync()
+    assert raw.write_queue.empty()  # a channel being closed sends nothing more
+
+
+async def test_receiver_hands_a_registered_pumps_frames_over_directly() -> None:
+    from pamqp.heartbeat import Heartbeat
+
+    _raw, pump, seen = await _pump()
+    pump.set_mode("auto", AUTO)
+    props = spec.Basic.Properties()
+    delivery = b"".join(
+        pamqp.frame.marshal(f, 1)
+        for tag in (1, 2)
+        for f in (
+            spec.Basic.Deliver("auto", tag, False, "", "q"),
+            ContentHeader(0, 2, props),
+            ContentBody(b"hi"),
+        )
+    )
+    first = pamqp.frame.marshal(spec.Basic.ConsumeOk("auto"), 1)
+    receiver = FastFrameReceiver(_Reader([first, delivery]))  # type: ignore[arg-type]
+    receiver.started = True
+    returned = []
+    async for _weight, channel, frame in receiver:  # what aiormq's reader does
+        returned.append((channel, type(frame)))
+        if channel == 1:
+            await pump.put((0, frame))
+    # The ConsumeOk went aiormq's way (and registered the pump); the deliveries went
+    # straight to the pump; aiormq's reader saw a heart-beat for them.
+    assert returned == [(1, spec.Basic.ConsumeOk), (0, Heartbeat)]
+    assert [d.delivery_tag for d in seen] == [1, 2]
+    assert receiver.pumps == {1: pump}
+    await pump.put((0, spec.Channel.CloseOk()))  # the channel's last frame
+    assert receiver.pumps == {}
