@@ -123,6 +123,13 @@ async def test_two_gateways_share_one_broker_and_a_client_fails_over(gateway_pro
         with pytest.raises(StompWsClosed):
             await listener.recv_frame(timeout=10)
         assert await one.proc.wait() == -signal.SIGKILL
+        # Publish only once the broker has noticed the dead consumer; before that it
+        # could still hand the messages to the dead channel (they would come back
+        # redelivered, which is correct but not what this test pins down).
+        deadline = asyncio.get_running_loop().time() + 10
+        while (await amqp.raw.queue_declare(queue, passive=True)).consumer_count:
+            assert asyncio.get_running_loop().time() < deadline, "consumer never went away"
+            await asyncio.sleep(0.05)
         for i in range(3):
             await talker.send(f"{topic}.d", f"away {i}", receipt=f"a{i}")
 
