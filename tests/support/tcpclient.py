@@ -34,8 +34,8 @@ from tests.support.wsclient import (
     Frame,
     FrameParser,
     HeadersLike,
+    StompCommands,
     StompWsClosed,
-    _header_items,
     encode_frame,
 )
 
@@ -91,7 +91,7 @@ class StreamParser(FrameParser):
             self._after_frame = False
 
 
-class StompTcp:
+class StompTcp(StompCommands):
     """One TCP (or TLS) connection speaking STOMP; see the module docstring."""
 
     transport = "tcp"
@@ -235,76 +235,6 @@ class StompTcp:
             return False
 
     # -- STOMP helpers (same as StompWs) ---------------------------------------------------
-    async def connect_stomp(
-        self,
-        login: str | None = "guest",
-        passcode: str | None = "guest",
-        host: str | None = None,
-        version: str | None = "1.2",
-        heart_beat: str | None = "0,0",
-        extra: HeadersLike | None = None,
-        command: str = "CONNECT",
-        expect: str | None = "CONNECTED",
-        timeout: float = 5,
-    ) -> Frame:
-        headers: list[tuple[str, str]] = []
-        if version is not None:
-            headers.append(("accept-version", version))
-        if host is not None:
-            headers.append(("host", host))
-        if login is not None:
-            headers.append(("login", login))
-        if passcode is not None:
-            headers.append(("passcode", passcode))
-        if heart_beat is not None:
-            headers.append(("heart-beat", heart_beat))
-        headers.extend(_header_items(extra))
-        await self.send_frame(command, headers)
-        frame = await self.recv_frame(timeout=timeout)
-        if frame.command == "CONNECTED":
-            self.connected = frame
-        if expect is not None and frame.command != expect:
-            raise AssertionError(f"expected {expect}, got {frame!r}")
-        return frame
-
-    async def subscribe(
-        self,
-        destination: str,
-        id: str | None = None,
-        receipt: str | None = "auto",
-        extra: HeadersLike | None = None,
-    ) -> None:
-        headers: list[tuple[str, str]] = [("destination", destination)]
-        if id is not None:
-            headers.append(("id", id))
-        headers.extend(_header_items(extra))
-        if receipt == "auto":
-            receipt = f"sub-{destination}-{id}"
-        if receipt is not None:
-            headers.append(("receipt", receipt))
-        await self.send_frame("SUBSCRIBE", headers)
-        if receipt is not None:
-            frame = await self.recv_frame()
-            if frame.command != "RECEIPT" or frame.header("receipt-id") != receipt:
-                raise AssertionError(f"expected RECEIPT {receipt!r}, got {frame!r}")
-
-    async def send(
-        self,
-        destination: str,
-        body: bytes | str = b"",
-        extra: HeadersLike | None = None,
-        receipt: str | None = None,
-    ) -> None:
-        headers: list[tuple[str, str]] = [("destination", destination)]
-        headers.extend(_header_items(extra))
-        if receipt is not None:
-            headers.append(("receipt", receipt))
-        await self.send_frame("SEND", headers, body)
-        if receipt is not None:
-            frame = await self.recv_frame()
-            if frame.command != "RECEIPT" or frame.header("receipt-id") != receipt:
-                raise AssertionError(f"expected RECEIPT {receipt!r}, got {frame!r}")
-
     async def disconnect(self, receipt: str | None = None) -> None:
         headers = [("receipt", receipt)] if receipt else []
         with contextlib.suppress(ConnectionError):

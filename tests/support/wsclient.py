@@ -223,7 +223,98 @@ class FrameParser:
         return Frame(command, headers, body, raw)
 
 
-class StompWs:
+class StompCommands:
+    """CONNECT, SUBSCRIBE and SEND for any client that has ``send_frame`` and
+    ``recv_frame`` (the WebSocket client here and the TCP client in tcpclient.py)."""
+
+    connected: Frame | None
+
+    async def send_frame(self, command: str, headers: Any = None, body: bytes | str = b"") -> None:
+        raise NotImplementedError
+
+    async def recv_frame(self, timeout: float = 5) -> Frame:
+        raise NotImplementedError
+
+    async def connect_stomp(
+        self,
+        login: str | None = "guest",
+        passcode: str | None = "guest",
+        host: str | None = None,
+        version: str | None = "1.2",
+        heart_beat: str | None = "0,0",
+        extra: HeadersLike | None = None,
+        command: str = "CONNECT",
+        expect: str | None = "CONNECTED",
+        timeout: float = 5,
+    ) -> Frame:
+        """Send CONNECT (``None`` omits a header) and return the reply frame.
+
+        ``expect`` (default "CONNECTED") is asserted on the reply command; pass None to
+        accept anything (e.g. an ERROR).
+        """
+        headers: list[tuple[str, str]] = []
+        if version is not None:
+            headers.append(("accept-version", version))
+        if host is not None:
+            headers.append(("host", host))
+        if login is not None:
+            headers.append(("login", login))
+        if passcode is not None:
+            headers.append(("passcode", passcode))
+        if heart_beat is not None:
+            headers.append(("heart-beat", heart_beat))
+        headers.extend(_header_items(extra))
+        await self.send_frame(command, headers)
+        frame = await self.recv_frame(timeout=timeout)
+        if frame.command == "CONNECTED":
+            self.connected = frame
+        if expect is not None and frame.command != expect:
+            raise AssertionError(f"expected {expect}, got {frame!r}")
+        return frame
+
+    async def subscribe(
+        self,
+        destination: str,
+        id: str | None = None,
+        receipt: str | None = "auto",
+        extra: HeadersLike | None = None,
+    ) -> None:
+        """SUBSCRIBE and (by default) wait for its RECEIPT, so the binding is in place."""
+        headers: list[tuple[str, str]] = [("destination", destination)]
+        if id is not None:
+            headers.append(("id", id))
+        headers.extend(_header_items(extra))
+        if receipt == "auto":
+            receipt = f"sub-{destination}-{id}"
+        if receipt is not None:
+            headers.append(("receipt", receipt))
+        await self.send_frame("SUBSCRIBE", headers)
+        if receipt is not None:
+            frame = await self.recv_frame()
+            if frame.command != "RECEIPT" or frame.header("receipt-id") != receipt:
+                raise AssertionError(f"expected RECEIPT {receipt!r}, got {frame!r}")
+
+    async def send(
+        self,
+        destination: str,
+        body: bytes | str = b"",
+        extra: HeadersLike | None = None,
+        receipt: str | None = None,
+    ) -> None:
+        """SEND; with ``receipt`` waits for the RECEIPT (a publisher confirm)."""
+        headers: list[tuple[str, str]] = [("destination", destination)]
+        headers.extend(_header_items(extra))
+        if receipt is not None:
+            headers.append(("receipt", receipt))
+        await self.send_frame("SEND", headers, body)
+        if receipt is not None:
+            frame = await self.recv_frame()
+            if frame.command != "RECEIPT" or frame.header("receipt-id") != receipt:
+                raise AssertionError(f"expected RECEIPT {receipt!r}, got {frame!r}")
+
+
+
+class StompWs(StompCommands):
     """One WebSocket connection speaking STOMP."""
 
     def __init__(self, ws: ClientConnection) -> None:
@@ -357,83 +448,6 @@ class StompWs:
         return True
 
     # -- STOMP helpers -------------------------------------------------------------------
-    async def connect_stomp(
-        self,
-        login: str | None = "guest",
-        passcode: str | None = "guest",
-        host: str | None = None,
-        version: str | None = "1.2",
-        heart_beat: str | None = "0,0",
-        extra: HeadersLike | None = None,
-        command: str = "CONNECT",
-        expect: str | None = "CONNECTED",
-        timeout: float = 5,
-    ) -> Frame:
-        """Send CONNECT (``None`` omits a header) and return the reply frame.
-
-        ``expect`` (default "CONNECTED") is asserted on the reply command; pass None to
-        accept anything (e.g. an ERROR).
-        """
-        headers: list[tuple[str, str]] = []
-        if version is not None:
-            headers.append(("accept-version", version))
-        if host is not None:
-            headers.append(("host", host))
-        if login is not None:
-            headers.append(("login", login))
-        if passcode is not None:
-            headers.append(("passcode", passcode))
-        if heart_beat is not None:
-            headers.append(("heart-beat", heart_beat))
-        headers.extend(_header_items(extra))
-        await self.send_frame(command, headers)
-        frame = await self.recv_frame(timeout=timeout)
-        if frame.command == "CONNECTED":
-            self.connected = frame
-        if expect is not None and frame.command != expect:
-            raise AssertionError(f"expected {expect}, got {frame!r}")
-        return frame
-
-    async def subscribe(
-        self,
-        destination: str,
-        id: str | None = None,
-        receipt: str | None = "auto",
-        extra: HeadersLike | None = None,
-    ) -> None:
-        """SUBSCRIBE and (by default) wait for its RECEIPT, so the binding is in place."""
-        headers: list[tuple[str, str]] = [("destination", destination)]
-        if id is not None:
-            headers.append(("id", id))
-        headers.extend(_header_items(extra))
-        if receipt == "auto":
-            receipt = f"sub-{destination}-{id}"
-        if receipt is not None:
-            headers.append(("receipt", receipt))
-        await self.send_frame("SUBSCRIBE", headers)
-        if receipt is not None:
-            frame = await self.recv_frame()
-            if frame.command != "RECEIPT" or frame.header("receipt-id") != receipt:
-                raise AssertionError(f"expected RECEIPT {receipt!r}, got {frame!r}")
-
-    async def send(
-        self,
-        destination: str,
-        body: bytes | str = b"",
-        extra: HeadersLike | None = None,
-        receipt: str | None = None,
-    ) -> None:
-        """SEND; with ``receipt`` waits for the RECEIPT (a publisher confirm)."""
-        headers: list[tuple[str, str]] = [("destination", destination)]
-        headers.extend(_header_items(extra))
-        if receipt is not None:
-            headers.append(("receipt", receipt))
-        await self.send_frame("SEND", headers, body)
-        if receipt is not None:
-            frame = await self.recv_frame()
-            if frame.command != "RECEIPT" or frame.header("receipt-id") != receipt:
-                raise AssertionError(f"expected RECEIPT {receipt!r}, got {frame!r}")
-
     async def disconnect(self, receipt: str | None = None) -> None:
         headers = [("receipt", receipt)] if receipt else []
         with contextlib.suppress(ConnectionClosed):
