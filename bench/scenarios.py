@@ -174,6 +174,7 @@ async def guarded(group: Group, body: Callable[[], Awaitable[Outcome]]) -> Outco
 
 FD_SPARE = 64  # broker fds kept free for its own files and for other clients
 SOCKET_SPARE = 16
+SHARED_CONNECTIONS = 16  # generous: the gateway's pool for one user (and its probes)
 
 
 async def headroom(ctx: Ctx, sessions: int) -> str | None:
@@ -187,16 +188,21 @@ async def headroom(ctx: Ctx, sessions: int) -> str | None:
     client's new connections. So the bench refuses instead (``--no-fd-guard``)."""
     if not ctx.fd_guard:
         return None
+    # The plugin: one broker fd per WebSocket. The gateway: one AMQP connection per
+    # session only in per_session mode; shared connections need a handful in all.
+    extra = getattr(ctx.target, "extra_args", [])
+    per_session = ctx.target.pid is None or "per_session" in " ".join(extra)
+    needed = sessions if per_session else SHARED_CONNECTIONS
     fds = fd_usage(ctx.beam_pid) if ctx.beam_pid else None
-    if fds is not None and sessions > fds[1] - fds[0] - FD_SPARE:
+    if fds is not None and needed > fds[1] - fds[0] - FD_SPARE:
         used, limit = fds
         return (
-            f"broker fd limit: {sessions} sessions need {sessions} fds, {limit - used} free "
+            f"broker fd limit: {sessions} sessions need {needed} fds, {limit - used} free "
             f"of {limit} ({FD_SPARE} kept spare); raise RabbitMQ's open-files limit"
         )
-    if ctx.target.pid:  # the gateway: one AMQP connection per session
+    if ctx.target.pid and per_session:  # the gateway, one AMQP connection per session
         socks = await ctx.mgmt.sockets()
-        if socks is not None and sessions > socks[1] - socks[0] - SOCKET_SPARE:
+        if socks is not None and needed > socks[1] - socks[0] - SOCKET_SPARE:
             return (
                 f"broker socket limit: {sessions} AMQP connections, {socks[1] - socks[0]} "
                 f"free of {socks[1]}; raise RabbitMQ's open-files limit"
