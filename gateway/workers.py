@@ -134,6 +134,10 @@ class Supervisor:
         if pid == 0:  # the worker
             code = 1
             try:
+                # A process group of its own: Ctrl+C in a terminal signals the whole
+                # foreground group, and the supervisor forwards that signal; a worker
+                # that got both would take the second for "exit now" and skip the drain.
+                os.setpgid(0, 0)
                 signal.pthread_sigmask(signal.SIG_UNBLOCK, _SIGNALS)
                 _die_with_parent()
                 for sock in self._held:

@@ -151,3 +151,40 @@ async def test_workers_do_not_outlive_a_killed_supervisor() -> None:
         proc.kill()
         await proc.wait()
     await until(lambda: not any(alive(pid) for pid in workers), within=15)
+
+
+async def test_ctrl_c_to_the_whole_process_group_drains_every_worker() -> None:
+    # A terminal's Ctrl+C signals the foreground process group: supervisor and workers
+    # alike. Workers have a group of their own, so each sees one SIGINT (forwarded by
+    # the supervisor) and drains, instead of taking a second one for "exit now".
+    port = free_port()
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "gateway", "--host", "127.0.0.1", "--port", str(port),
+        "--workers", "2",
+        cwd=ROOT,
+        env={**os.environ, "GATEWAY_LOG_FORMAT": "json"},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+        start_new_session=True,
+    )  # fmt: skip
+    try:
+        await until(lambda: len(children(proc.pid)) == 2, within=20)
+        workers = children(proc.pid)
+        await until(lambda: listening(workers, port), within=20)
+        # Sessions to drain, so a worker is still draining when a second signal comes.
+        clients = [await connect_ws(f"ws://127.0.0.1:{port}/ws") for _ in range(4)]
+        for client in clients:
+            await client.connect_stomp()
+        os.killpg(proc.pid, signal.SIGINT)
+        for client in clients:
+            error = await client.recv_frame(timeout=10)
+            assert (error.command, error.header("message")) == ("ERROR", "server shutting down")
+            assert (await client.recv_close(timeout=10))[0] == 1001
+        out, _ = await asyncio.wait_for(proc.communicate(), 30)
+        assert proc.returncode == 0
+        assert b"second signal" not in out
+        assert b'"exit_codes": [0, 0]' in out
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
