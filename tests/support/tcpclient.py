@@ -200,17 +200,6 @@ class StompTcp(StompCommands):
                     raise StompWsClosed(None, "", list(self._frames)) from None
             return self._frames.popleft()
 
-    async def recv_frames(self, count: int, timeout: float = 5) -> list[Frame]:
-        async with asyncio.timeout(timeout):
-            return [await self.recv_frame(timeout=timeout) for _ in range(count)]
-
-    async def expect_no_frame(self, timeout: float = 0.3) -> None:
-        try:
-            frame = await self.recv_frame(timeout=timeout)
-        except TimeoutError:
-            return
-        raise AssertionError(f"unexpected frame: {frame!r}")
-
     async def recv_close(self, timeout: float = 5) -> tuple[int | None, str]:
         """Wait for EOF; returns ``(None, "")``. Unread frames go to ``drained_frames``."""
         async with asyncio.timeout(timeout):

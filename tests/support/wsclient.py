@@ -235,6 +235,18 @@ class StompCommands:
     async def recv_frame(self, timeout: float = 5) -> Frame:
         raise NotImplementedError
 
+    async def recv_frames(self, count: int, timeout: float = 5) -> list[Frame]:
+        async with asyncio.timeout(timeout):
+            return [await self.recv_frame(timeout=timeout) for _ in range(count)]
+
+    async def expect_no_frame(self, timeout: float = 0.3) -> None:
+        """Assert nothing (but heart-beats) arrives within ``timeout`` seconds."""
+        try:
+            frame = await self.recv_frame(timeout=timeout)
+        except TimeoutError:
+            return
+        raise AssertionError(f"unexpected frame: {frame!r}")
+
     async def connect_stomp(
         self,
         login: str | None = "guest",
@@ -409,18 +421,6 @@ class StompWs(StompCommands):
                         self.ws.close_code, self.ws.close_reason or "", list(self._frames)
                     ) from None
             return self._frames.popleft()
-
-    async def recv_frames(self, count: int, timeout: float = 5) -> list[Frame]:
-        async with asyncio.timeout(timeout):
-            return [await self.recv_frame(timeout=timeout) for _ in range(count)]
-
-    async def expect_no_frame(self, timeout: float = 0.3) -> None:
-        """Assert nothing (but heart-beats) arrives within ``timeout`` seconds."""
-        try:
-            frame = await self.recv_frame(timeout=timeout)
-        except TimeoutError:
-            return
-        raise AssertionError(f"unexpected frame: {frame!r}")
 
     async def recv_close(self, timeout: float = 5) -> tuple[int | None, str]:
         """Wait for the server to close; returns (code, reason).
