@@ -37,6 +37,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
+from functools import partial
 from typing import Any, ClassVar, Protocol
 
 import structlog
@@ -52,6 +53,7 @@ from .broker.base import (
     ChannelClosed,
     Credentials,
     Delivery,
+    FanoutMembership,
     PublishNacked,
     QueueSpec,
     VhostAccessDenied,
@@ -145,6 +147,7 @@ class Subscription:
     # RECEIPT comes first, as with RabbitMQ (None once the subscription is live).
     held: list[Delivery] | None = None
     encoder: MessageEncoder | None = None  # MESSAGE frames, made at the first delivery
+    shared: FanoutMembership | None = None  # local fan-out: no consumer of its own
 
 
 def error_frame(err: StompError) -> bytes:
@@ -356,9 +359,7 @@ class Session:
             log.exception("frame handling failed", command=command)
             self._fail(ProcessingError(fatal=True))
 
-    def _fail(
-        self, err: StompError, code: int = CLOSE_NORMAL, reason: str = STOMP_DIED
-    ) -> None:
+    def _fail(self, err: StompError, code: int = CLOSE_NORMAL, reason: str = STOMP_DIED) -> None:
         """Report one ERROR; end the session when the error is fatal."""
         if self.state is State.CLOSED:
             return
@@ -424,6 +425,9 @@ class Session:
         self._timers.clear()
         if self._idle_timer is not None:
             self._idle_timer.cancel()
+        for sub in self.subscriptions.values():
+            if sub.shared is not None:
+                sub.shared.leave()
         channel, self.channel = self.channel, None
         if channel is not None:
             await channel.close()
@@ -511,9 +515,7 @@ class Session:
                 ("version", version),
             ]
             self._send("CONNECTED", headers)
-        self.log.info(
-            "session connected", version=version, auth=resolved.source, implicit=implicit
-        )
+        self.log.info("session connected", version=version, auth=resolved.source, implicit=implicit)
         self._start_heartbeats(send_s, recv_s)
         if resolved.expires_at is not None:
             delay = max(0.0, resolved.expires_at - time.time())
@@ -711,16 +713,15 @@ class Session:
             subscription_id=sub_id,
             default_topic_exchange=self.settings.default_topic_exchange,
         )
+        tag = consumer_tag(h) or "Q_" + dest_text
+        if self._may_share(plan, ack, h):
+            self._check_duplicate(tag)
+            if await self._subscribe_shared(frame, tag, dest, plan, sub_id):
+                return
         channel = self._channel()
         queue = await self._declare(plan) if plan.declare is not None else plan.queue
-        tag = consumer_tag(h) or "Q_" + dest_text
-        if tag in self.subscriptions:
-            # RabbitMQ checks this after the queue is declared, and ends the session.
-            raise ProtocolError(
-                "Duplicated subscription identifier",
-                f"A subscription identified by '{tag}' already exists.",
-                fatal=True,
-            )
+        # RabbitMQ checks this after the queue is declared, and ends the session.
+        self._check_duplicate(tag)
         # Newest RabbitMQ: prefetch-count is per subscription and does not leak into
         # later SUBSCRIBEs (3.10.8 let basic.qos carry over).
         wanted = prefetch or 0
@@ -753,10 +754,74 @@ class Session:
                     await self.channel.delete_queue(queue)
             raise
         self._receipt(frame)
-        sub = self.subscriptions[tag]
+        self._release_held(self.subscriptions[tag])
+
+    def _check_duplicate(self, tag: str) -> None:
+        if tag in self.subscriptions:
+            raise ProtocolError(
+                "Duplicated subscription identifier",
+                f"A subscription identified by '{tag}' already exists.",
+                fatal=True,
+            )
+
+    def _release_held(self, sub: Subscription) -> None:
+        """The SUBSCRIBE's RECEIPT went out: deliveries that came before it follow."""
         held, sub.held = sub.held or [], None
         for delivery in held:
-            self._on_delivery(delivery)
+            self._deliver(sub, delivery)
+
+    def _may_share(self, plan: SubscribePlan, ack: str, headers: dict[str, str]) -> bool:
+        """Local fan-out (gateway.broker.fanout) can stand in for this subscription: an
+        ack:auto one to /topic or /exchange whose queue would be the plugin's default
+        (non-durable, exclusive, auto-delete, no name, no x- arguments)."""
+        spec = plan.declare
+        return (
+            self.settings.local_fanout
+            and ack == "auto"
+            and plan.bind is not None
+            and spec is not None
+            and not spec.durable
+            and spec.exclusive
+            and spec.auto_delete
+            and not any(name.startswith("x-") for name in headers)
+        )
+
+    async def _subscribe_shared(
+        self, frame: Frame, tag: str, dest: Destination, plan: SubscribePlan, sub_id: str | None
+    ) -> bool:
+        """Join a local fan-out group; False when none can be had."""
+        assert plan.bind is not None
+        channel = self._channel()
+        sub = Subscription(
+            tag=tag,
+            destination=dest,
+            ack="auto",
+            queue="",
+            durable=False,
+            header_id=sub_id,
+            held=[],
+        )
+        self.subscriptions[tag] = sub
+        try:
+            shared = await channel.join_fanout(
+                *plan.bind,
+                partial(self._deliver_shared, sub),
+                partial(self._shared_lost, sub),
+            )
+        except BaseException:
+            self.subscriptions.pop(tag, None)
+            raise
+        if shared is None:
+            self.subscriptions.pop(tag, None)
+            return False
+        sub.shared = shared
+        if self.state is not State.CONNECTED or self.subscriptions.get(tag) is not sub:
+            # The session ended meanwhile (its release may not have seen this one).
+            shared.leave()
+            return True
+        self._receipt(frame)
+        self._release_held(sub)
+        return True
 
     async def _declare(self, plan: SubscribePlan) -> str:
         spec, channel = plan.declare, self._channel()
@@ -793,7 +858,10 @@ class Session:
                 f'Subscription to "{what}" not found.\n',
             )
         channel = self._channel()
-        await channel.cancel(tag)
+        if sub.shared is not None:
+            sub.shared.leave()
+        else:
+            await channel.cancel(tag)
         del self.subscriptions[tag]
         if sub.destination.kind is DestinationKind.TOPIC and is_durable_subscription(h):
             # RabbitMQ deletes a durable topic subscription's queue on an UNSUBSCRIBE
@@ -811,6 +879,24 @@ class Session:
         sub = self.subscriptions.get(delivery.consumer_tag)
         if sub is None:
             return False
+        return self._deliver(sub, delivery)
+
+    def _deliver_shared(self, sub: Subscription, delivery: Delivery) -> None:
+        """A copy from a local fan-out group."""
+        if self.state is State.CONNECTED and self.subscriptions.get(sub.tag) is sub:
+            self._deliver(sub, delivery)
+
+    def _shared_lost(self, sub: Subscription, exc: ChannelClosed | None) -> None:
+        """The fan-out group's consumer ended (None: the broker cancelled it)."""
+        if self.subscriptions.get(sub.tag) is not sub:
+            return
+        if exc is None:
+            self._on_cancel(sub.tag)
+        else:
+            self.subscriptions.pop(sub.tag, None)
+            self._fail(broker_error(exc))
+
+    def _deliver(self, sub: Subscription, delivery: Delivery) -> bool:
         if sub.held is not None:
             sub.held.append(delivery)
             return True

@@ -303,6 +303,13 @@ class Settings(BaseSettings):
         "with no_ack, as the plugin). Client-mode subscriptions are bounded by their own "
         "prefetch-count (and max_outbound_buffer).",
     )
+    local_fanout: bool = Field(
+        True,
+        description="shared mode: ack:auto subscriptions to the same exchange (non-durable "
+        "/topic and /exchange, no queue options) on one pooled AMQP connection share one "
+        "broker queue and are copied to each session by the gateway; each subscriber still "
+        "binds on its own channel, so the broker checks its permissions.",
+    )
     publish_window: int = Field(
         1000,
         ge=0,

@@ -48,6 +48,7 @@ from .base import (
     PublishNacked,
     QueueSpec,
 )
+from .fanout import FanoutRegistry, Member
 from .hotpath import AUTO, CLIENT, NO_ACK, ChannelPump, install
 
 install()  # every aiormq connection of this process reads frames the fast way
@@ -138,6 +139,10 @@ class ChannelLease(Protocol):
 
     async def release(self, raw: aiormq.abc.AbstractChannel, exclusive: list[str]) -> None:
         """Delete the session's exclusive queues, close the channel, give it back."""
+
+    @property
+    def fanout(self) -> FanoutRegistry | None:
+        """The connection's local fan-out groups (None: no local fan-out)."""
 
 
 class AmqpChannel:
@@ -266,8 +271,26 @@ class AmqpChannel:
     async def bind_queue(self, queue: str, exchange: str, routing_key: str) -> None:
         await self._call(self._raw.queue_bind(queue, exchange, routing_key=routing_key))
 
+    async def unbind_queue(self, queue: str, exchange: str, routing_key: str) -> None:
+        await self._call(self._raw.queue_unbind(queue, exchange, routing_key=routing_key))
+
     async def delete_queue(self, queue: str) -> None:
         await self._call(self._raw.queue_delete(queue))
+
+    async def join_fanout(
+        self,
+        exchange: str,
+        routing_key: str,
+        on_delivery: Callable[[Delivery], object],
+        on_lost: Callable[[ChannelClosed | None], None],
+    ) -> Member | None:
+        lease = self._lease
+        registry = lease.fanout if lease is not None else None
+        if registry is None or self._raw.is_closed:
+            return None
+        member = Member(on_delivery, on_lost)
+        joined = await registry.join(self, exchange, routing_key, member)
+        return member if joined else None
 
     async def consume(
         self,

@@ -121,6 +121,13 @@ class PublishNacked(Exception):
     """The broker answered a publish with basic.nack (e.g. x-overflow=reject-publish)."""
 
 
+class FanoutMembership(Protocol):
+    """A subscription's place in a local fan-out group."""
+
+    def leave(self) -> None:
+        """No more copies (UNSUBSCRIBE, session end); the broker side is tidied later."""
+
+
 # Returns False when nobody took the delivery (unsubscribed meanwhile, session
 # closing): the adapter then gives it back to the queue.
 DeliveryHandler = Callable[[Delivery], bool | None]
@@ -157,6 +164,20 @@ class BrokerChannel(Protocol):
         """Passive exchange declare; raises ChannelClosed (404) when it does not exist."""
 
     async def bind_queue(self, queue: str, exchange: str, routing_key: str) -> None: ...
+
+    async def join_fanout(
+        self,
+        exchange: str,
+        routing_key: str,
+        on_delivery: Callable[[Delivery], object],
+        on_lost: Callable[[ChannelClosed | None], None],
+    ) -> FanoutMembership | None:
+        """Share a queue bound to ``(exchange, routing_key)`` with the other ack:auto
+        subscribers on this connection (local fan-out): the bind runs on this channel,
+        so the broker checks this session's permissions (a refusal raises
+        ChannelClosed). Copies of matching messages go to ``on_delivery``;
+        ``on_lost`` hears that the shared consumer ended (None: the broker cancelled
+        it). None when local fan-out is not available: subscribe the plugin's way."""
 
     async def delete_queue(self, queue: str) -> None: ...
 

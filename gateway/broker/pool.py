@@ -26,6 +26,8 @@ connections instead of 10,000.
   ``durable:false`` ``/queue``) and deletes it when the last of them ends. Closing a
   session's channel cancels its consumers (auto-delete queues go) and requeues its
   unacknowledged deliveries, as closing a connection did.
+* Local fan-out (``local_fanout``): ack:auto subscriptions to the same exchange on one
+  connection share a queue (``gateway.broker.fanout``).
 * A channel error ends one session; the connection and the other sessions on it go on.
   A connection error (the broker restarting, the network cut, missed heart-beats) ends
   every session on that connection: each gets an ERROR (``connection_forced``) and a
@@ -57,6 +59,7 @@ from ..logging import get_logger
 from .amqp import AmqpChannel
 from .base import AuthenticationFailed, BrokerUnavailable, Credentials
 from .connector import BrokerMonitor, Connector, Endpoints, GatewayConnection, parse_urls
+from .fanout import FanoutRegistry
 from .proof import Key, ProofCache
 
 if TYPE_CHECKING:
@@ -114,6 +117,8 @@ class _Connection:
 class OwnConnection(_Connection):
     """per_session mode: the session's own connection, closed with its channel."""
 
+    fanout = None  # one session per connection: nothing to share
+
     def track_exclusive(self, queue: str) -> None:
         return None  # exclusive queues go with the connection
 
@@ -132,6 +137,8 @@ class PooledConnection(_Connection):
         self.channel_max = min(tuned, broker.channel_max) if broker.channel_max else tuned
         self._cursor = 0
         self._idle: asyncio.TimerHandle | None = None
+        # Local fan-out groups of this connection (gateway.broker.fanout), or None.
+        self.fanout = FanoutRegistry(self, broker.fanout_window) if broker.local_fanout else None
         super().__init__(broker, conn)
 
     def on_lost(self) -> None:
@@ -155,6 +162,16 @@ class PooledConnection(_Connection):
             number, publisher_confirms=confirms, timeout=self.broker.connect_timeout
         )
         return channel
+
+    async def lease_channel(self, *, confirms: bool = True) -> AmqpChannel:
+        """A channel on this connection, counted in its load until closed."""
+        self.book()
+        try:
+            raw = await self.open_channel(confirms=confirms)
+        except BaseException:
+            self.unbook()
+            raise
+        return AmqpChannel(raw, self)
 
     def book(self) -> None:
         self.load += 1
@@ -270,15 +287,12 @@ class UserPool:
     async def lease(self, credentials: Credentials) -> AmqpChannel:
         for attempt in range(3):
             pc = await self._pick(credentials)
-            pc.book()
             try:
-                raw = await pc.open_channel()
+                return await pc.lease_channel()
             except (aiormq.exceptions.AMQPError, RuntimeError, TimeoutError, OSError) as exc:
-                pc.unbook()
                 if attempt == 2:
                     raise BrokerUnavailable(f"cannot open a channel: {exc!r}") from exc
-                continue  # that connection is dying: another one
-            return AmqpChannel(raw, pc)
+                # that connection is dying: another one
         raise AssertionError("unreachable")
 
     async def _pick(self, credentials: Credentials) -> PooledConnection:
@@ -322,6 +336,8 @@ class AmqpBroker:
         connect_queue_timeout: float = 30.0,
         idle_timeout: float = 10.0,
         check_interval: float = 10.0,
+        local_fanout: bool = False,
+        fanout_window: int = 1000,
     ) -> None:
         if mode not in ("shared", "per_session"):
             raise ValueError(f"amqp_connection_mode must be shared or per_session, not {mode!r}")
@@ -331,6 +347,8 @@ class AmqpBroker:
         self.channel_max = channel_max
         self.connect_timeout = connect_timeout
         self.idle_timeout = idle_timeout
+        self.local_fanout = local_fanout and mode == "shared"
+        self.fanout_window = fanout_window
         self.endpoints = Endpoints(urls)
         self.monitor = BrokerMonitor(
             self.endpoints,
@@ -365,6 +383,8 @@ class AmqpBroker:
             connection_open_rate=getattr(s, "connection_open_rate", 50.0),
             connect_queue_timeout=getattr(s, "connect_queue_timeout", 30.0),
             idle_timeout=getattr(s, "pool_idle_timeout", 10.0),
+            local_fanout=getattr(s, "local_fanout", False),
+            fanout_window=getattr(s, "delivery_window", 1000),
         )
 
     # -- lifecycle ----------------------------------------------------------------------------

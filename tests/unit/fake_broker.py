@@ -65,6 +65,22 @@ class FakeChannel:
         if exchange in self.broker.missing_exchanges:
             raise ChannelClosed(404, f"NOT_FOUND - no exchange '{exchange}' in vhost '/'")
 
+    async def join_fanout(
+        self,
+        exchange: str,
+        routing_key: str,
+        on_delivery: Any,
+        on_lost: Any,
+    ) -> FakeMember | None:
+        self.calls.append(("join_fanout", exchange, routing_key))
+        if not self.broker.fanout:
+            return None
+        if exchange in self.broker.missing_exchanges:
+            raise ChannelClosed(404, f"NOT_FOUND - no exchange '{exchange}' in vhost '/'")
+        member = FakeMember(self, exchange, routing_key, on_delivery, on_lost)
+        self.broker.members.append(member)
+        return member
+
     async def delete_queue(self, queue: str) -> None:
         self.calls.append(("delete", queue))
 
@@ -132,8 +148,38 @@ class FakeChannel:
         )
 
 
+class FakeMember:
+    """A subscription in a (fake) local fan-out group."""
+
+    def __init__(
+        self, channel: FakeChannel, exchange: str, key: str, on_delivery: Any, on_lost: Any
+    ) -> None:
+        self.channel, self.exchange, self.key = channel, exchange, key
+        self.on_delivery, self.on_lost = on_delivery, on_lost
+        self.left = False
+
+    def leave(self) -> None:
+        self.left = True
+        self.channel.calls.append(("leave_fanout", self.exchange, self.key))
+
+    def deliver(self, delivery_tag: int, body: bytes = b"x", routing_key: str = "") -> None:
+        self.on_delivery(
+            Delivery(
+                "fanout",
+                delivery_tag,
+                False,
+                self.exchange,
+                routing_key or self.key,
+                Properties(),
+                body,
+            )
+        )
+
+
 class FakeBroker:
     def __init__(self) -> None:
+        self.fanout = False  # join_fanout answers None (no local fan-out) unless True
+        self.members: list[FakeMember] = []
         self.users = {"guest": "guest"}
         self.vhosts = {"/"}
         self.channels: list[FakeChannel] = []
