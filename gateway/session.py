@@ -228,6 +228,7 @@ class Session:
         self._send_interval = 0.0
         self._recv_interval = 0.0
         self._missed_beats = 0
+        self._beat_checked = 0.0  # when the client's heart-beats were last checked
         self._closing: asyncio.Task[None] | None = None
         self._closed = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -543,6 +544,7 @@ class Session:
             self._timers.append(loop.call_later(self._send_interval, self._send_beat))
         if recv_s:
             self._recv_interval = float(recv_s)
+            self._beat_checked = time.monotonic()
             self._timers.append(loop.call_later(self._recv_interval, self._check_beat))
 
     def _rearm(self, delay: float, callback: Callable[[], None]) -> None:
@@ -560,10 +562,16 @@ class Session:
     def _check_beat(self) -> None:
         if self.state is State.CLOSED:
             return
-        if time.monotonic() - self._last_in >= self._recv_interval:
+        # As RabbitMQ (rabbit_heartbeat): a check interval in which nothing arrived is a
+        # miss. Not "nothing for an interval until now": a client beating at exactly
+        # our interval, each beat landing just after a (slightly late) check, would
+        # look silent twice in a row.
+        now = time.monotonic()
+        if self._last_in <= self._beat_checked:
             self._missed_beats += 1
         else:
             self._missed_beats = 0
+        self._beat_checked = now
         if self._missed_beats >= 2:
             # RabbitMQ: two silent checks in a row, close without an ERROR frame.
             METRICS.heartbeat_timeouts.inc()

@@ -6,6 +6,7 @@ import asyncio
 
 import pytest
 
+import gateway.session as session_module
 from gateway.broker.base import ChannelClosed, Properties
 from gateway.errors import ProcessingError, ProtocolError
 from gateway.session import (
@@ -336,6 +337,40 @@ async def test_server_heart_beats_and_client_silence(broker: FakeBroker) -> None
     assert t.heartbeats >= 2
     await asyncio.sleep(0)
     assert t.closed == (1000, "STOMP died")
+
+
+async def test_client_beats_just_after_each_check_are_not_silence(
+    broker: FakeBroker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A client beating at exactly the check interval, each beat landing just after a
+    (slightly late) check: every interval saw a beat, so nobody times out (RabbitMQ
+    counts bytes per interval). Measuring "silent for an interval" at each check
+    instead saw two misses in a row here (a flaky stomp.py test found it)."""
+    clock = [100.0]
+
+    class Clock:
+        @staticmethod
+        def monotonic() -> float:
+            return clock[0]
+
+    monkeypatch.setattr(session_module, "time", Clock)
+    t = FakeTransport()
+    s = Session(load_settings(login_timeout=0), broker, t, client_host="127.0.0.1", peer="x")
+    await s.data_received(frame("CONNECT", heart_beat="1000,0"))  # at 100.0
+    assert s._recv_interval == 1.0
+    for check in (101.004, 102.010, 103.016, 104.022):
+        clock[0] = check
+        s._check_beat()
+        clock[0] = check + 0.001
+        await s.data_received(b"\n")  # the client's beat, a millisecond late
+    assert s.state is State.CONNECTED
+    # Two intervals with nothing at all: closed, without an ERROR frame.
+    for check in (105.028, 106.034):
+        clock[0] = check
+        s._check_beat()
+    await asyncio.wait_for(s.wait_closed(), 5)
+    assert (s.close_reason, t.closed) == ("heart-beat timeout", (1000, "STOMP died"))
+    assert [f.command for f in t.frames()] == ["CONNECTED"]
 
 
 # ---------------------------------------------------------------- acks (RabbitMQ main)
