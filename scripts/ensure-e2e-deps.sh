@@ -7,6 +7,7 @@
 #                  php-stomp                PHP's Stomp extension (STOMP over TCP), if packaged
 #                  docker-compose           `docker-compose config` for tests/e2e/test_compose.py,
 #                                          only when the docker CLI has no `compose` plugin
+#                  haproxy                  `haproxy -c` on config/cluster/haproxy.cfg
 #                  nodejs npm               only when node itself is missing
 #   npm:           tests/e2e/node_modules   `npm ci` from package-lock.json when missing or
 #                                          when the lock file changed since the last install
@@ -36,7 +37,7 @@ has_compose() {
 }
 
 # ------------------------------------------------------------------------------- apt --
-wanted=(chromium php-cli php-amqplib php-stomp)
+wanted=(chromium php-cli php-amqplib php-stomp haproxy)
 has_compose || wanted+=(docker-compose)
 command -v node >/dev/null || wanted+=(nodejs npm)
 missing=()
@@ -113,6 +114,7 @@ fi
 command -v php >/dev/null || problems+=("php-cli")
 [[ -f /usr/share/php/PhpAmqpLib/autoload.php ]] || problems+=("php-amqplib")
 has_compose || problems+=("docker compose / docker-compose")
+command -v haproxy >/dev/null || [[ -x /usr/sbin/haproxy ]] || problems+=("haproxy")
 
 if ((${#problems[@]})); then
     echo "ensure-e2e-deps: MISSING: ${problems[*]} -- the e2e tests that need them will SKIP" >&2

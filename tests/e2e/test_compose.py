@@ -36,7 +36,9 @@ def compose_command() -> list[str] | None:
     return [legacy] if legacy is not None else None
 
 
-def compose(*args: str) -> str:
+def compose(*args: str, file: str = "docker-compose.yml") -> str:
+    """``docker compose -f FILE ARGS`` in the project root; its stdout (skips without
+    a compose command, fails on a non-zero exit)."""
     command = compose_command()
     if command is None:
         pytest.skip(
@@ -44,7 +46,7 @@ def compose(*args: str) -> str:
             "(Debian package docker-compose): run scripts/ensure-e2e-deps.sh"
         )
     result = subprocess.run(
-        [*command, "-f", "docker-compose.yml", *args],
+        [*command, "-f", file, *args],
         cwd=ROOT,
         capture_output=True,
         text=True,

@@ -14,7 +14,7 @@ import pytest
 
 from gateway.broker.connector import parse_urls
 from tests.e2e.helpers import ROOT
-from tests.e2e.test_compose import compose_command
+from tests.e2e.test_compose import compose
 
 CLUSTER = ROOT / "config" / "cluster"
 NODES = ["rabbit1", "rabbit2", "rabbit3"]
@@ -22,22 +22,7 @@ GATEWAYS = ["gateway1", "gateway2"]
 
 
 def cluster_compose(*args: str) -> str:
-    command = compose_command()
-    if command is None:
-        pytest.skip(
-            "E2E SKIPPED: neither `docker compose` nor `docker-compose` is installed "
-            "(Debian package docker-compose): run scripts/ensure-e2e-deps.sh"
-        )
-    result = subprocess.run(
-        [*command, "-f", "docker-compose.cluster.yml", *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert result.returncode == 0, f"{' '.join(command)} {' '.join(args)}: {result.stderr}"
-    return result.stdout
+    return compose(*args, file="docker-compose.cluster.yml")
 
 
 def test_cluster_compose_file_is_valid() -> None:
@@ -83,7 +68,7 @@ def test_cluster_configuration_files_agree() -> None:
 
 
 def test_haproxy_accepts_the_configuration() -> None:
-    haproxy = shutil.which("haproxy")
+    haproxy = shutil.which("haproxy") or shutil.which("haproxy", path="/usr/sbin")
     if haproxy is None:
         pytest.skip("haproxy is not installed: its own check of haproxy.cfg is skipped")
     result = subprocess.run(
