@@ -218,6 +218,12 @@ def property_headers(props: Properties, out: list[tuple[str, str]]) -> None:
 _PREFIX_CACHE = 256  # (exchange, routing key) pairs remembered per subscription
 
 
+# The header lines of the last properties encoded, by identity: local fan-out encodes
+# one delivery for many subscriptions in a row. (Properties are never mutated, and
+# holding the last one keeps its id from being reused.)
+_last: list[Any] = [None, ""]
+
+
 class MessageEncoder:
     """MESSAGE frames for one subscription of one session (see the module docstring).
 
@@ -259,7 +265,10 @@ class MessageEncoder:
         if self._ack is not None:
             parts += (self._ack, tag, "\n")
         props = delivery.properties
-        if (
+        if props is _last[0]:
+            # The same message again, for another subscription (local fan-out).
+            parts.append(_last[1])
+        elif (
             props.headers
             or props.app_id is not None
             or props.user_id is not None
@@ -276,8 +285,9 @@ class MessageEncoder:
         ):
             pairs: list[tuple[str, str]] = []
             property_headers(props, pairs)
-            for name, value in pairs:
-                parts += (escape(name), ":", escape(value), "\n")
+            lines = "".join([f"{escape(name)}:{escape(value)}\n" for name, value in pairs])
+            _last[:] = (props, lines)
+            parts.append(lines)
         body = delivery.body
         size = len(body)
         # encode_frame: content-length last, only for a non-empty body.

@@ -269,6 +269,29 @@ def test_message_encoder_equals_encode_frame(
     assert encoder.encode(delivery) == expected  # from the prefix cache
 
 
+@FAST
+@given(deliveries(), deliveries())
+def test_one_delivery_for_many_subscriptions_in_any_order(
+    first: Delivery, second: Delivery
+) -> None:
+    # Local fan-out encodes one delivery for subscription after subscription; the
+    # property lines are reused while the properties are the same object, never after.
+    encoders = {
+        sub: MessageEncoder(
+            subscription=sub, id_prefix=f"T_{sub}@@s@@", ack=False, trailing_lf=False
+        )
+        for sub in ("a", "b")
+    }
+
+    def expected(delivery: Delivery, sub: str) -> bytes:
+        message_id = f"T_{sub}@@s@@{delivery.delivery_tag}"
+        headers = message_headers(delivery, subscription=sub, message_id=message_id, ack=None)
+        return encode_frame("MESSAGE", headers, delivery.body, trailing_lf=False)
+
+    for delivery, sub in [(first, "a"), (first, "b"), (second, "a"), (first, "b"), (second, "b")]:
+        assert encoders[sub].encode(delivery) == expected(delivery, sub)
+
+
 # ------------------------------------------------------------------------------------ pump
 _METHOD = struct.Struct(">BHIHH")
 
