@@ -197,6 +197,8 @@ def parse_content_length(value: str) -> tuple[int, str] | None:
 
 # --------------------------------------------------------------------------- parser
 
+_SHARED_SETS: dict[frozenset[str], frozenset[str]] = {}
+
 
 class FrameParser:
     """Incremental STOMP frame parser with RabbitMQ's limits.
@@ -240,6 +242,11 @@ class FrameParser:
         self.max_header_length = max_header_length
         self.max_body_length = max_body_length
         self.max_frame_size = max_frame_size
+        # Equal sets are shared: every session passes its own frozenset({"SEND"}).
+        if content_length_commands is not None:
+            content_length_commands = _SHARED_SETS.setdefault(
+                content_length_commands, content_length_commands
+            )
         self.content_length_commands = content_length_commands
         self._buf: bytes | bytearray = b""
         self._pos = 0  # first unconsumed byte in _buf
