@@ -161,8 +161,62 @@ def error_frame(err: StompError) -> bytes:
     return encode_frame("ERROR", headers, err.body.encode("utf-8", "surrogateescape"))
 
 
+Unconfirmed = deque[tuple[asyncio.Future[None], str | None, float]]
+
+
 class Session:
     """A STOMP session bound to one client connection."""
+
+    # A session has some 40 attributes: more than a key-sharing instance dict holds
+    # (30 in CPython 3.11), so each session had a dict of its own (~1.5 KiB). Slots
+    # for those set in __init__; "__dict__" keeps any other attribute working.
+    __slots__ = (
+        "__dict__",
+        "__weakref__",
+        "_authorization",
+        "_beat_checked",
+        "_channel_broken",
+        "_closed_event",
+        "_closing",
+        "_confirms_drained",
+        "_idle_timeout",
+        "_idle_timer",
+        "_last_in",
+        "_last_out",
+        "_missed_beats",
+        "_publish_window",
+        "_recv_interval",
+        "_send_interval",
+        "_timers",
+        "_unconfirmed",
+        "_window",
+        "acks",
+        "broker",
+        "channel",
+        "client_host",
+        "close_reason",
+        "declared_queues",
+        "draining",
+        "frames_in",
+        "frames_out",
+        "id",
+        "log",
+        "parser",
+        "peer",
+        "prefetch",
+        "rules",
+        "settings",
+        "started",
+        "state",
+        "subscriptions",
+        "temp_queues",
+        "transactions",
+        "transport",
+        "transport_name",
+        "user",
+        "version",
+        "vhost",
+    )
 
     def __init__(
         self,
@@ -211,14 +265,14 @@ class Session:
         # that order even when confirms resolve out of order (aiormq settles a
         # multiple-ack in later loop turns than a single ack that follows it).
         # (confirm, receipt, when published: for the confirm latency histogram)
-        self.unconfirmed: deque[tuple[asyncio.Future[None], str | None, float]] = deque()
-        self.confirms_drained = asyncio.Event()
-        self.confirms_drained.set()
+        # (``unconfirmed`` and the events below are made on first use: a session that
+        # never publishes, most of them, spares a deque and two Events, ~2.5 KiB.)
+        self._unconfirmed: Unconfirmed | None = None
+        self._confirms_drained: asyncio.Event | None = None
         # publish_window: with this many confirms outstanding, input waits (the
         # transport reads no more), so a publisher faster than the broker slows down.
         self._publish_window = settings.publish_window
-        self._window_open = asyncio.Event()
-        self._window_open.set()
+        self._window: asyncio.Event | None = None  # see _window_open
         self.frames_in = 0
         self.frames_out = 0
         self.started = time.monotonic()
@@ -230,7 +284,7 @@ class Session:
         self._missed_beats = 0
         self._beat_checked = 0.0  # when the client's heart-beats were last checked
         self._closing: asyncio.Task[None] | None = None
-        self._closed = asyncio.Event()
+        self._closed_event: asyncio.Event | None = None  # see _closed
         loop = asyncio.get_running_loop()
         if settings.login_timeout > 0:
             self._timers.append(loop.call_later(settings.login_timeout, self._login_timed_out))
@@ -240,6 +294,40 @@ class Session:
         self._idle_timer: asyncio.TimerHandle | None = None
         if self._idle_timeout > 0:
             self._idle_timer = loop.call_later(self._idle_timeout, self._check_idle)
+
+    # Made on first use (see __init__).
+    @property
+    def unconfirmed(self) -> Unconfirmed:
+        queue = self._unconfirmed
+        if queue is None:
+            queue = self._unconfirmed = deque()
+        return queue
+
+    @property
+    def confirms_drained(self) -> asyncio.Event:
+        """Set while no publish awaits its confirm."""
+        event = self._confirms_drained
+        if event is None:
+            event = self._confirms_drained = asyncio.Event()
+            event.set()
+        return event
+
+    @property
+    def _window_open(self) -> asyncio.Event:
+        """Set while fewer than publish_window confirms are outstanding."""
+        event = self._window
+        if event is None:
+            event = self._window = asyncio.Event()
+            event.set()
+        return event
+
+    @property
+    def _closed(self) -> asyncio.Event:
+        """Set once the session released its broker resources."""
+        event = self._closed_event
+        if event is None:
+            event = self._closed_event = asyncio.Event()
+        return event
 
     # ------------------------------------------------------------------ transport side
     async def data_received(self, data: bytes) -> None:
