@@ -37,7 +37,12 @@ from .rules import Rules
 from .session import Session
 from .settings import Settings
 from .transport.tcp import TcpListener, make_ssl_context
-from .transport.websocket import ProxyServerConnection, select_subprotocol, serve_connection
+from .transport.websocket import (
+    GatewayConnection,
+    ProxyServerConnection,
+    select_subprotocol,
+    serve_connection,
+)
 
 log = get_logger("gateway.server")
 
@@ -110,7 +115,7 @@ class Server:
             s.host,
             port,
             ssl=ssl_context,
-            create_connection=ProxyServerConnection if proxied else None,
+            create_connection=ProxyServerConnection if proxied else GatewayConnection,
             select_subprotocol=select_subprotocol,
             process_request=make_process_request(self),
             compression="deflate" if s.compress else None,

@@ -4,7 +4,11 @@
   echoed; anything else offered, or nothing, is accepted without a subprotocol
   (RabbitMQ). The subprotocol does not constrain the STOMP version.
 * Inbound text and binary messages both feed the session's parser; a frame may span
-  messages and a message may hold many frames.
+  messages and a message may hold many frames. Without extensions the client's frames
+  are read here (``GatewayConnection``, ``wsframes.FrameReader``): whole messages go to
+  the session as bytes, parsed when it asks for the next one, with at most
+  ``READ_AHEAD`` bytes read while it is busy; refusals close as websockets would.
+  With permessage-deflate websockets reads them (text is decoded, then re-encoded).
 * Outbound, every STOMP frame and every heart-beat is its own message, text or binary
   as ``ws_frame`` says. ``send_frame`` never blocks: frames collect during one event
   loop turn and are then written with one socket write (a burst of MESSAGEs costs one
@@ -39,7 +43,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
-from websockets.protocol import OPEN
+from websockets.protocol import CLOSED, OPEN
 from websockets.typing import Subprotocol
 
 from ..limits import CLOSE_POLICY_VIOLATION, CLOSE_TRY_AGAIN_LATER, breach
@@ -47,6 +51,7 @@ from ..logging import get_logger
 from ..metrics import METRICS
 from ..proxy import Address, ProxyHeaderError, ProxyHeaderReader
 from ..session import Session, State, error_frame
+from .wsframes import CLOSE, Control, FrameReader, WsFrameError
 
 if TYPE_CHECKING:
     from ..server import Server
@@ -162,7 +167,9 @@ class WebSocketTransport:
         with contextlib.suppress(Exception):
             await self.ws.drain()  # returns once the buffer is below the low-water mark
         self._drainer = None
-        if not self._closing:
+        # A lost connection also ends the wait: then deliveries must not resume (what
+        # the session holds goes back to the broker, unacknowledged).
+        if not self._closing and not self.ws.transport.is_closing():
             self._congested(False)
 
     def _overflow(self) -> None:
@@ -196,7 +203,196 @@ class WebSocketTransport:
             self._drainer.cancel()
 
 
-class ProxyServerConnection(ServerConnection):
+# Where a GatewayConnection's inbound bytes go (see its docstring).
+_RX_HTTP, _RX_EARLY, _RX_FAST, _RX_WS = range(4)
+
+# While the handler is busy with a message, at most this many bytes are read ahead;
+# then reading pauses until it asks for the next message.
+READ_AHEAD = 64 * 1024
+
+
+class GatewayConnection(ServerConnection):
+    """A ServerConnection that reads its client's frames itself when it can.
+
+    websockets parses the HTTP request (``_RX_HTTP``); the bytes after it are held
+    back, reading paused, until the handshake is over (``_RX_EARLY``). Then, when no
+    extension was negotiated (``_RX_FAST``), a sans-I/O ``FrameReader`` reads them and
+    the handler takes whole messages, as bytes, with ``take_message()`` and
+    ``wait_message()``: no Assembler, no str round trip, no task wake-up while
+    messages are buffered. Pings and pongs go to websockets' protocol one frame at a
+    time (it answers a ping). A close frame, a frame error (``protocol.fail``, the
+    close code and reason websockets would send), or a close we started hands every
+    later byte to websockets (``_RX_WS``), which runs the closing handshake as before;
+    the handler then reads what is left through websockets' API. With
+    permessage-deflate negotiated it is ``_RX_WS`` from the start.
+
+    Back-pressure: a message is parsed when the handler asks for it (so the limit
+    raised at login applies to the very next message); while the handler is busy at
+    most ``READ_AHEAD`` bytes are buffered, then the socket is not read until it asks
+    again. Messages already complete when the connection is lost are still handed out.
+    """
+
+    # Class-level defaults: an idle connection stores none of these itself.
+    _rx = _RX_HTTP
+    _tail = b""  # the last bytes of the request seen so far, for its end
+    _early = b""  # bytes after the request, before the handshake ended
+    _frames: FrameReader | None = None
+    _waiter: asyncio.Future[None] | None = None  # the handler waits for a message
+    _ready: bytes | None = None  # a message parsed for the waiting handler
+    _rx_paused = False
+
+    @property
+    def fast(self) -> bool:
+        """The inbound fast path is in use: read with take_message/wait_message."""
+        return self._rx == _RX_FAST
+
+    async def handshake(self, *args: Any, **kwargs: Any) -> None:
+        await super().handshake(*args, **kwargs)
+        if self.protocol.state is OPEN:
+            early, self._early = self._early, b""
+            if self._rx == _RX_EARLY and not self.protocol.extensions:
+                self._rx = _RX_FAST
+                self._frames = FrameReader()
+                self._frames.feed(early)
+                if self._frames.buffered() <= READ_AHEAD:
+                    self._resume()
+            else:
+                self._to_websockets(early)
+
+    # -- asyncio.Protocol
+    def data_received(self, data: bytes) -> None:
+        rx = self._rx
+        if rx == _RX_FAST:
+            frames = self._frames
+            assert frames is not None
+            frames.feed(data)
+            if self.protocol.state is not OPEN:  # we sent a close: websockets finishes
+                self._to_websockets(frames.rest())
+            elif self._waiter is not None:
+                message = self._next_message()
+                if message is not None:
+                    self._ready = message
+                    self._wake()
+            elif frames.buffered() > READ_AHEAD:
+                self._pause()
+        elif rx == _RX_WS:
+            super().data_received(data)
+        elif rx == _RX_HTTP:
+            self._request_received(data)
+        else:
+            self._early += data
+            self._pause()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        # The handler first (it ends the session), then websockets' drain waiters.
+        self._wake()
+        super().connection_lost(exc)
+
+    # -- the handler's side
+    def take_message(self) -> bytes | None:
+        """The next complete message, if there is one now."""
+        message = self._ready
+        if message is not None:
+            self._ready = None
+            return message
+        if self._frames is None:
+            return None
+        return self._next_message()
+
+    async def wait_message(self) -> bool:
+        """Wait until a message may be there; False: the fast path is over (the
+        connection is closed, or websockets reads what is left)."""
+        if self._rx != _RX_FAST or self.protocol.state is CLOSED:
+            return False
+        self._resume()
+        waiter = self._waiter = self.loop.create_future()
+        try:
+            await waiter
+        finally:
+            if self._waiter is waiter:
+                self._waiter = None
+        return True
+
+    # -- internals
+    def _request_received(self, data: bytes) -> None:
+        """Pass websockets the bytes up to the end of the HTTP request, keep the rest."""
+        seen = self._tail + data
+        end = seen.find(b"\r\n\r\n")
+        if end < 0:
+            self._tail = seen[-3:]
+            super().data_received(data)
+            return
+        cut = end + 4 - len(self._tail)
+        self._tail = b""
+        self._rx = _RX_EARLY
+        super().data_received(data[:cut])
+        if len(data) > cut:
+            self._early = data[cut:]
+            self._pause()
+
+    def _next_message(self) -> bytes | None:
+        frames = self._frames
+        assert frames is not None
+        protocol = self.protocol
+        while True:
+            try:
+                item = frames.next(protocol.max_message_size)
+            except WsFrameError as exc:
+                self._fail(exc.code, exc.reason)
+                return None
+            if not isinstance(item, Control):
+                return item
+            if item.opcode == CLOSE:
+                self._to_websockets(item.raw + frames.rest())
+                return None
+            if protocol.state is not CLOSED:  # a ping (answered) or a pong
+                super().data_received(item.raw)
+
+    def _to_websockets(self, data: bytes) -> None:
+        """From now on websockets reads every byte (``data`` starts at a frame)."""
+        self._rx = _RX_WS
+        frames, self._frames = self._frames, None
+        if frames is not None:  # a fragmented message in progress stays one
+            self.protocol.current_size = frames.fragment_size
+        self._resume()
+        if data and self.protocol.state is not CLOSED:
+            super().data_received(data)
+        self._wake()
+
+    def _fail(self, code: int, reason: str) -> None:
+        """Fail the connection as websockets' parser does on the same input."""
+        self._rx = _RX_WS
+        self._frames = None
+        protocol = self.protocol
+        if protocol.state is not CLOSED:
+            protocol.fail(code, reason)
+            try:
+                self.send_data()
+            except Exception as exc:
+                self.set_connection_exc(exc)
+            if protocol.close_expected() and self.close_deadline is None:
+                if self.close_timeout is not None:
+                    self.close_deadline = self.loop.time() + self.close_timeout
+        self._resume()  # reading on, to see the client's end of the connection
+        self._wake()
+
+    def _wake(self) -> None:
+        waiter, self._waiter = self._waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def _pause(self) -> None:
+        if not self._rx_paused:
+            self._rx_paused = True
+            self.transport.pause_reading()
+
+    def _resume(self) -> None:
+        if self._rx_paused:
+            self._rx_paused = False
+            self.transport.resume_reading()
+
+
+class ProxyServerConnection(GatewayConnection):
     """A ServerConnection that reads a PROXY protocol header (v1 or v2) first.
 
     The header is stripped before websockets sees any byte; its source address is
@@ -280,15 +476,17 @@ async def serve_connection(server: Server, ws: ServerConnection, name: str = "ws
     transport.session = session
     structlog.contextvars.bind_contextvars(session=session.id, peer=session.peer, transport=name)
     server.sessions.add(session)
-    authenticated = False
+    # RabbitMQ 4.2.6+: the per-message cap grows after login.
+    cap = settings.max_frame_size + 4096
     try:
+        if isinstance(ws, GatewayConnection) and ws.fast:
+            await _receive_fast(ws, session, cap)
+        # permessage-deflate; or, after the fast path, what websockets still reads.
         async for message in ws:
             data = message.encode() if isinstance(message, str) else message
             await session.data_received(data)
-            if not authenticated and session.state is State.CONNECTED:
-                # RabbitMQ 4.2.6+: the per-message cap grows after login.
-                authenticated = True
-                ws.protocol.max_message_size = settings.max_frame_size + 4096
+            if ws.protocol.max_message_size != cap and session.state is State.CONNECTED:
+                ws.protocol.max_message_size = cap
     except ConnectionClosed:
         pass
     finally:
@@ -297,3 +495,19 @@ async def serve_connection(server: Server, ws: ServerConnection, name: str = "ws
         METRICS.connections_open.dec(name)
         await session.connection_lost()
         transport.abort()
+
+
+async def _receive_fast(ws: GatewayConnection, session: Session, cap: int) -> None:
+    """Feed the session whole messages from the fast path until it ends."""
+    take, wait, handle = ws.take_message, ws.wait_message, session.data_received
+    authenticated = False
+    while True:
+        data = take()
+        if data is None:
+            if await wait():
+                continue
+            return
+        await handle(data)
+        if not authenticated and session.state is State.CONNECTED:
+            authenticated = True
+            ws.protocol.max_message_size = cap
