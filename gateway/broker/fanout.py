@@ -56,6 +56,7 @@ TOPIC, DIRECT, ALL = "topic", "direct", "all"
 # these types, in every vhost). Other exchanges get one group per binding key.
 KNOWN_TYPES = {"amq.topic": TOPIC, "amq.direct": DIRECT, "amq.fanout": ALL}
 GROUP_TAG = "fanout"
+ORPHAN_GRACE = 1.0  # seconds a new group waits for its first member
 
 
 # ---------------------------------------------------------------- topic matching
@@ -223,12 +224,12 @@ class FanoutGroup:
                 return True
         finally:
             self.joining -= 1
-            self._close_if_empty()
+            self.close_if_empty()
 
     def remove(self, member: Member) -> None:
         if self.routes.remove(member.key, member) and not self.closed:
             self.registry.spawn(self._unbind(member.key))
-        self._close_if_empty()
+        self.close_if_empty()
 
     async def _unbind(self, routing_key: str) -> None:
         async with self._serial(routing_key):
@@ -240,7 +241,7 @@ class FanoutGroup:
             except ChannelClosed as exc:  # the group channel died: _channel_lost ran
                 log.debug("fan-out unbind failed", queue=self.queue, error=exc.text)
 
-    def _close_if_empty(self) -> None:
+    def close_if_empty(self) -> None:
         if self.routes.count == 0 and self.joining == 0 and not self.closed:
             self._end()
             self.registry.spawn(self._close())
@@ -351,4 +352,7 @@ class FanoutRegistry:
             self.spawn(channel.close())
             return None
         self.groups[key] = group
+        # Whoever asked may be gone before joining (its session ended): a group nobody
+        # joined within ORPHAN_GRACE closes.
+        asyncio.get_running_loop().call_later(ORPHAN_GRACE, group.close_if_empty)
         return group

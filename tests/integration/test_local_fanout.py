@@ -289,3 +289,22 @@ async def test_a_subscriber_that_does_not_read_is_dropped_alone(gateway_factory,
     finally:
         stuck.ws.transport.abort()
         await close_all([reader])
+
+
+async def test_a_group_nobody_joins_closes(gateway_factory, management, unique):
+    """The session that asked for a group may end before it joins (a socket closed
+    mid-SUBSCRIBE): the group then closes by itself instead of holding a queue."""
+    gw = await gateway_factory(connections_per_user=1)
+    [client] = await sessions(gw.url, 1)
+    try:
+        [pool] = gw.server.broker._pools.values()
+        [connection] = pool.connections
+        registry = connection.fanout
+        group = await registry._group(("amq.topic", None))
+        assert group is not None and registry.groups == {("amq.topic", None): group}
+        assert (await management.queue(group.queue)) is not None
+        await until(lambda: not registry.groups, within=5)
+        await until(lambda: management_queue_gone(management, group.queue), within=10)
+        await until(lambda: connection.load == 1, within=5)  # the client's channel only
+    finally:
+        await close_all([client])
