@@ -197,6 +197,7 @@ class AmqpChannel:
                 encode_table=pamqp_encode.field_table,
                 closed_error=_channel_closed,
                 nacked_error=PublishNacked,
+                closing=self._watch,
             )
         return pump
 
