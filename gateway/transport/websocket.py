@@ -41,8 +41,11 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import structlog
+from websockets.asyncio.messages import Assembler
 from websockets.asyncio.server import ServerConnection
+from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request
 from websockets.protocol import CLOSED, OPEN
 from websockets.typing import Subprotocol
 
@@ -203,6 +206,20 @@ class WebSocketTransport:
             self._drainer.cancel()
 
 
+class _NoMessages:
+    """Stands in for websockets' Assembler while websockets reads no data frame."""
+
+    __slots__ = ()
+
+    def close(self) -> None:
+        pass
+
+    def put(self, frame: object) -> None:
+        raise AssertionError("a data frame reached websockets on the fast path")
+
+
+_NO_MESSAGES = _NoMessages()
+
 # Where a GatewayConnection's inbound bytes go (see its docstring).
 _RX_HTTP, _RX_EARLY, _RX_FAST, _RX_WS = range(4)
 
@@ -232,14 +249,23 @@ class GatewayConnection(ServerConnection):
     again. Messages already complete when the connection is lost are still handed out.
     """
 
-    # Class-level defaults: an idle connection stores none of these itself.
-    _rx = _RX_HTTP
-    _tail = b""  # the last bytes of the request seen so far, for its end
-    _early = b""  # bytes after the request, before the handshake ended
-    _frames: FrameReader | None = None
-    _waiter: asyncio.Future[None] | None = None  # the handler waits for a message
-    _ready: bytes | None = None  # a message parsed for the waiting handler
-    _rx_paused = False
+    # Slots, not __dict__ entries: websockets' Connection already sets 27 attributes,
+    # and past 30 every instance's __dict__ stops sharing its keys (+1.3 KiB each).
+    __slots__ = ("_early", "_frames", "_ready", "_rx", "_rx_paused", "_tail", "_waiter")
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._rx = _RX_HTTP
+        self._tail = b""  # the last bytes of the request seen so far, for its end
+        self._early = b""  # bytes after the request, before the handshake ended
+        self._frames: FrameReader | None = None
+        self._waiter: asyncio.Future[None] | None = None  # the handler waits for a message
+        self._ready: bytes | None = None  # a message parsed for the waiting handler
+        self._rx_paused = False
+        super().connection_made(transport)
+        # websockets' per-connection deques cost some 0.6 KiB each: drain waiters fit in
+        # a list, and the message Assembler is made only if websockets reads messages.
+        self.drain_waiters = []  # type: ignore[assignment]
+        self.recv_messages = _NO_MESSAGES  # type: ignore[assignment]
 
     @property
     def fast(self) -> bool:
@@ -351,6 +377,7 @@ class GatewayConnection(ServerConnection):
     def _to_websockets(self, data: bytes) -> None:
         """From now on websockets reads every byte (``data`` starts at a frame)."""
         self._rx = _RX_WS
+        self._make_assembler()
         frames, self._frames = self._frames, None
         if frames is not None:  # a fragmented message in progress stays one
             self.protocol.current_size = frames.fragment_size
@@ -362,6 +389,7 @@ class GatewayConnection(ServerConnection):
     def _fail(self, code: int, reason: str) -> None:
         """Fail the connection as websockets' parser does on the same input."""
         self._rx = _RX_WS
+        self._make_assembler()
         self._frames = None
         protocol = self.protocol
         if protocol.state is not CLOSED:
@@ -375,6 +403,18 @@ class GatewayConnection(ServerConnection):
                     self.close_deadline = self.loop.time() + self.close_timeout
         self._resume()  # reading on, to see the client's end of the connection
         self._wake()
+
+    def _make_assembler(self) -> None:
+        """websockets' message queue, as its connection_made makes it."""
+        if isinstance(self.recv_messages, _NoMessages):
+            self.recv_messages = Assembler(
+                self.max_queue_high,
+                self.max_queue_low,
+                pause=self.transport.pause_reading,
+                resume=self.transport.resume_reading,
+            )
+            if self.protocol.state is CLOSED:
+                self.recv_messages.close()
 
     def _wake(self) -> None:
         waiter, self._waiter = self._waiter, None
@@ -400,11 +440,11 @@ class ProxyServerConnection(GatewayConnection):
     start with a valid header is aborted.
     """
 
-    proxied_address: Address | None = None
-    _proxy_reader: ProxyHeaderReader | None = None
+    __slots__ = ("_proxy_reader", "proxied_address")
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self._proxy_reader = ProxyHeaderReader()
+        self.proxied_address: Address | None = None
+        self._proxy_reader: ProxyHeaderReader | None = ProxyHeaderReader()
         super().connection_made(transport)
 
     def data_received(self, data: bytes) -> None:
@@ -440,6 +480,15 @@ def client_address(server: Server, ws: ServerConnection) -> tuple[str, int]:
     return host, port
 
 
+def _forget_handshake(ws: ServerConnection) -> None:
+    """What the gateway needs from the handshake is read: drop its headers (some 6 KiB
+    a connection). The request stays (path only): websockets takes a connection
+    without one for a connection still waiting for its request."""
+    if ws.request is not None:
+        ws.request = Request(ws.request.path, Headers())
+    ws.response = None
+
+
 async def serve_connection(server: Server, ws: ServerConnection, name: str = "ws") -> None:
     """Run one WebSocket connection: feed its messages to a new Session.
 
@@ -463,6 +512,7 @@ async def serve_connection(server: Server, ws: ServerConnection, name: str = "ws
         high_water=settings.write_high_water,
     )
     authorization = ws.request.headers.get("Authorization") if ws.request else None
+    _forget_handshake(ws)
     session = Session(
         settings,
         server.broker,
