@@ -313,6 +313,7 @@ class GatewayConnection(ServerConnection):
         # The handler first (it ends the session), then websockets' drain waiters.
         self._wake()
         super().connection_lost(exc)
+        self._make_assembler()  # closed: websockets' recv() raises ConnectionClosed
 
     # -- the handler's side
     def take_message(self) -> bytes | None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import logging
 import os
 import struct
 from collections.abc import AsyncIterator
@@ -14,6 +15,8 @@ from typing import Any
 import pytest
 from websockets.asyncio.messages import Assembler
 from websockets.asyncio.server import serve
+from websockets.exceptions import ConnectionClosed
+from websockets.protocol import State
 
 from gateway.transport.websocket import READ_AHEAD, GatewayConnection, _receive_fast
 from tests.support.faultproxy import until
@@ -53,6 +56,10 @@ async def server() -> AsyncIterator[tuple[int, list[GatewayConnection], Blocking
         connections.append(ws)
         assert ws.fast
         await _receive_fast(ws, session, 10**6)  # type: ignore[arg-type]
+        # Then, as serve_connection does, what websockets may still read.
+        with contextlib.suppress(ConnectionClosed):
+            async for message in ws:
+                session.messages.append(message)  # type: ignore[arg-type]
 
     async with serve(
         handler, "127.0.0.1", 0, create_connection=GatewayConnection, ping_interval=None
@@ -116,6 +123,19 @@ async def test_a_close_frame_hands_over_to_websockets(server) -> None:
         await writer.wait_closed()
     await asyncio.wait_for(connection.wait_closed(), 5)
     assert connection.close_code == 4000
+
+
+async def test_a_lost_connection_ends_the_handler_quietly(server, caplog) -> None:
+    port, connections, session = server
+    session.release.set()
+    _, writer = await open_client(port)
+    writer.write(masked_text(b"one") + masked_text(b"two")[:4])  # then the TCP end
+    writer.transport.abort()
+    await until(lambda: bool(connections) and connections[0].state is State.CLOSED, within=5)
+    await asyncio.wait_for(connections[0].wait_closed(), 5)
+    await until(lambda: not connections[0].server.handler_tasks, within=5)
+    assert session.messages == [b"one"]
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
 
 
 async def test_an_idle_connection_stays_small(server) -> None:
