@@ -157,8 +157,11 @@ class AmqpChannel:
         self._on_close: CloseHandler | None = None
         self._closing = False
         self._raw.on_consumer_cancel_callbacks.add(self._cancelled)
-        # Done when the broker closes the channel, or when its connection dies.
-        self._watch: asyncio.Future[Any] = raw.closing
+        # Done when the broker closes the channel, or when its connection dies. aiormq's
+        # own future, watched for the pump too: each ``raw.closing`` is a new observer
+        # future with two closures (~1 KiB a session for the two of them).
+        watch: Any = raw._closing if isinstance(raw, aiormq.base.Base) else raw.closing
+        self._watch: asyncio.Future[Any] = watch
         self._watch.add_done_callback(self._channel_gone)
 
     # -- callbacks from aiormq ----------------------------------------------------------------
@@ -167,12 +170,14 @@ class AmqpChannel:
             self._on_cancel(frame.consumer_tag)
 
     def _channel_gone(self, closing: asyncio.Future[Any]) -> None:
+        self._gone = True
         exc = None if closing.cancelled() else closing.exception()
-        if self._closing:
-            return
-        self._closing = True
-        if self._on_close is not None:
-            self._on_close(_channel_closed(exc))
+        if not self._closing:
+            self._closing = True
+            if self._on_close is not None:
+                self._on_close(_channel_closed(exc))
+        if self._pump is not None:
+            self._pump._channel_closed(closing)
 
     def _track(self, queue: str, exclusive: bool) -> None:
         if exclusive and queue and queue not in self._exclusive:
@@ -186,6 +191,7 @@ class AmqpChannel:
     _window = 0  # delivery_window: 0 = ack:auto consumers are plain no_ack ones
     _consumer_qos = 0  # the channel's current per-consumer prefetch (basic.qos global=false)
     _session_qos = 0  # what the session last asked for (it sends qos only on changes)
+    _gone = False  # _channel_gone ran
 
     def _hot(self) -> ChannelPump:
         pump = self._pump
@@ -197,8 +203,10 @@ class AmqpChannel:
                 encode_table=pamqp_encode.field_table,
                 closed_error=_channel_closed,
                 nacked_error=PublishNacked,
-                closing=self._watch,
+                watch_closing=False,  # _channel_gone tells it
             )
+            if self._gone:
+                pump._channel_closed(self._watch)
         return pump
 
     def _dispatch(self, delivery: Delivery) -> object:
@@ -361,6 +369,8 @@ class AmqpChannel:
         """Give the channel back: exclusive queues deleted, channel (or connection) closed."""
         self._closing = True
         self._watch.remove_done_callback(self._channel_gone)
+        if self._pump is not None:
+            self._watch.add_done_callback(self._pump._channel_closed)
         if self._pump is not None and not self._raw.is_closed:
             with suppress(Exception):  # acks and publishes of this turn go first
                 await asyncio.wait_for(self._pump.sync(final=True), 1.0)

@@ -618,7 +618,7 @@ class ChannelPump:
         encode_table: Callable[[Any], bytes],
         closed_error: Callable[[BaseException | None], BaseException],
         nacked_error: Callable[[], BaseException],
-        closing: asyncio.Future[Any] | None = None,
+        watch_closing: bool = True,
     ) -> None:
         self.raw = raw
         self.number: int = raw.number
@@ -649,11 +649,8 @@ class ChannelPump:
         self._receiver: FastFrameReceiver | None = None
         self._ended = False  # the channel's last frame went by: never register again
         raw.frames = self  # aiormq's connection reader now puts frames here
-        # ``closing``: an observer of ``raw.closing`` the caller already has (each
-        # ``raw.closing`` makes a new one: a future and two closures, ~0.8 KiB).
-        if closing is None:
-            closing = raw.closing
-        closing.add_done_callback(self._channel_closed)
+        if watch_closing:  # else the owner calls _channel_closed (gateway.broker.amqp)
+            raw.closing.add_done_callback(self._channel_closed)
 
     # -- the queue interface aiormq uses ---------------------------------------------------
     async def put(self, item: tuple[int, Any]) -> None:
