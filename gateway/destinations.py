@@ -33,10 +33,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gateway.broker.base import Long, QueueSpec
 from gateway.errors import DestinationError, ProcessingError, ProtocolError
+
+if TYPE_CHECKING:
+    from gateway.stomp import Frame
 
 __all__ = [
     "DEFAULT_TOPIC_EXCHANGE",
@@ -651,3 +654,14 @@ def _timestamp(value: str) -> datetime:
         return datetime.fromtimestamp(seconds, tz=UTC)
     except (OverflowError, OSError, ValueError):
         raise ProcessingError() from None
+
+
+def require_destination(frame: Frame) -> str:
+    """The frame's ``destination`` header, or ProtocolError "Missing destination"."""
+    dest = frame.headers.get("destination")
+    if dest is None:
+        raise ProtocolError(
+            "Missing destination",
+            f"\"{frame.command}\" must include a 'destination' header\n",
+        )
+    return dest

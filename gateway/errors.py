@@ -15,6 +15,11 @@ turns any ``StompError`` into exactly one ERROR frame; anything else becomes
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .broker.base import ChannelClosed
+
 
 class StompError(Exception):
     """An error that is reported to the client as one ERROR frame."""
@@ -63,3 +68,9 @@ class ProcessingError(StompError):
 
     def __init__(self, body: str = "Processing error", *, fatal: bool | None = None) -> None:
         super().__init__("Processing error", body, fatal=fatal)
+
+
+def broker_error(exc: ChannelClosed) -> BrokerError:
+    """An AMQP close -> ERROR as RabbitMQ words it: message ``not_found``, body the text."""
+    name = exc.text.split(" - ", 1)[0].strip().lower() or "internal_error"
+    return BrokerError(name, exc.text)

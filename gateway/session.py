@@ -23,6 +23,10 @@ Rules (the table below is the whole state machine):
 * ACK/NACK bookkeeping lives in ``gateway.acks`` and transactions in
   ``gateway.transactions`` (RabbitMQ main's semantics: an unknown or repeated ack
   is ERROR "Message not found" and the session goes on).
+* The session's state is all here; three mixins hold the rest of its methods:
+  ``gateway.publishing`` (SEND, confirms, RECEIPTs), ``gateway.subscribing``
+  (SUBSCRIBE, UNSUBSCRIBE, deliveries, local fan-out) and ``gateway.heartbeats``
+  (heart-beats, login and idle timeouts, token expiry).
 * One broker channel per session, as RabbitMQ 3.x-4.3 have it: a channel error
   (not_found, access_refused, precondition_failed...) ends the whole session,
   every subscription included.
@@ -33,12 +37,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
-from enum import StrEnum
-from functools import partial
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar
 
 import structlog
 
@@ -52,26 +52,16 @@ from .broker.base import (
     BrokerUnavailable,
     ChannelClosed,
     Credentials,
-    Delivery,
-    FanoutMembership,
-    PublishNacked,
-    QueueSpec,
     VhostAccessDenied,
 )
-from .destinations import (
-    Destination,
-    DestinationKind,
-    SubscribePlan,
-    check_durable_id,
-    check_not_temp,
-    consumer_arguments,
-    consumer_tag,
-    is_durable_subscription,
-    parse_destination,
-    send_plan,
-    subscribe_plan,
+from .errors import (
+    BrokerError,
+    ConnectError,
+    ProcessingError,
+    ProtocolError,
+    StompError,
+    broker_error,
 )
-from .errors import BrokerError, ConnectError, ProcessingError, ProtocolError, StompError
 from .handshake import (
     ERROR_VERSION_HEADER,
     is_loopback,
@@ -79,22 +69,29 @@ from .handshake import (
     new_session_id,
     parse_heart_beat,
 )
+from .heartbeats import HeartBeats
 from .limits import LimitExceeded, breach
 from .logging import get_logger
-from .mapping import MessageEncoder, send_properties
 from .metrics import METRICS
+from .publishing import Publishing, Unconfirmed
 from .rules import Rules
 from .settings import Settings
+from .states import (
+    CLOSE_GOING_AWAY,
+    CLOSE_INVALID_DATA,
+    CLOSE_NORMAL,
+    MAX_CLOSE_REASON,
+    STOMP_DIED,
+    Transport,
+)
+from .states import (
+    State as State,
+)
 from .stomp import Frame, FrameError, FrameParser, encode_frame
+from .subscribing import Subscribing, Subscription
 from .transactions import PublishAction, SettleAction, Transactions
 
 log = get_logger("gateway.session")
-
-
-class State(StrEnum):
-    AWAITING_CONNECT = "awaiting-connect"
-    CONNECTED = "connected"
-    CLOSED = "closed"
 
 
 # Which commands each state accepts. Anything not listed is answered by the entry
@@ -108,11 +105,6 @@ ALLOWED: dict[State, frozenset[str]] = {
     State.CLOSED: frozenset(),
 }
 
-CLOSE_NORMAL = 1000
-CLOSE_GOING_AWAY = 1001
-CLOSE_INVALID_DATA = 1007
-MAX_CLOSE_REASON = 123  # RFC 6455: a close reason fits in 123 bytes
-STOMP_DIED = "STOMP died"  # RabbitMQ's close reason for every session end
 CONFIRM_WAIT = 10.0  # seconds a closing session waits for outstanding publisher confirms
 # Parser errors that are limit breaches (counted in limit_breaches_total).
 _LIMIT_KINDS = {
@@ -123,31 +115,6 @@ _LIMIT_KINDS = {
 }
 # Frame counters are labelled by command; anything else a client invents is "other".
 _METRIC_COMMANDS = ALLOWED[State.CONNECTED]
-
-
-class Transport(Protocol):
-    """What a session needs from the connection it runs on."""
-
-    def send_frame(self, data: bytes) -> None:
-        """Queue one outbound STOMP frame (or heart-beat EOL); never blocks."""
-
-    async def close(self, code: int, reason: str) -> None:
-        """Flush queued frames, then close with ``code``/``reason``."""
-
-
-@dataclass(slots=True)
-class Subscription:
-    tag: str  # consumer tag: T_<id> or Q_<destination>
-    destination: Destination
-    ack: str  # auto | client | client-individual
-    queue: str
-    durable: bool
-    header_id: str | None  # the value of the MESSAGE "subscription" header
-    # Deliveries that arrive before the SUBSCRIBE's RECEIPT went out wait here, so the
-    # RECEIPT comes first, as with RabbitMQ (None once the subscription is live).
-    held: list[Delivery] | None = None
-    encoder: MessageEncoder | None = None  # MESSAGE frames, made at the first delivery
-    shared: FanoutMembership | None = None  # local fan-out: no consumer of its own
 
 
 def error_frame(err: StompError) -> bytes:
@@ -161,10 +128,7 @@ def error_frame(err: StompError) -> bytes:
     return encode_frame("ERROR", headers, err.body.encode("utf-8", "surrogateescape"))
 
 
-Unconfirmed = deque[tuple[asyncio.Future[None], str | None, float]]
-
-
-class Session:
+class Session(Subscribing, Publishing, HeartBeats):
     """A STOMP session bound to one client connection."""
 
     # A session has some 40 attributes: more than a key-sharing instance dict holds
@@ -294,32 +258,6 @@ class Session:
         self._idle_timer: asyncio.TimerHandle | None = None
         if self._idle_timeout > 0:
             self._idle_timer = loop.call_later(self._idle_timeout, self._check_idle)
-
-    # Made on first use (see __init__).
-    @property
-    def unconfirmed(self) -> Unconfirmed:
-        queue = self._unconfirmed
-        if queue is None:
-            queue = self._unconfirmed = deque()
-        return queue
-
-    @property
-    def confirms_drained(self) -> asyncio.Event:
-        """Set while no publish awaits its confirm."""
-        event = self._confirms_drained
-        if event is None:
-            event = self._confirms_drained = asyncio.Event()
-            event.set()
-        return event
-
-    @property
-    def _window_open(self) -> asyncio.Event:
-        """Set while fewer than publish_window confirms are outstanding."""
-        event = self._window
-        if event is None:
-            event = self._window = asyncio.Event()
-            event.set()
-        return event
 
     @property
     def _closed(self) -> asyncio.Event:
@@ -611,431 +549,6 @@ class Session:
             loop = asyncio.get_running_loop()
             self._timers.append(loop.call_later(delay, self._token_expired))
 
-    def _token_expired(self) -> None:
-        # RabbitMQ never re-checks a token of an open connection (rabbitmq-server#8295);
-        # the gateway ends the session when its token's exp passes.
-        if self.state is State.CONNECTED:
-            self._fail(
-                StompError(
-                    "Token expired",
-                    "The access token of this session expired; connect again with a new one\n",
-                    fatal=True,
-                )
-            )
-
-    # ------------------------------------------------------------------ heart-beats
-    def _start_heartbeats(self, send_s: int, recv_s: int) -> None:
-        loop = asyncio.get_running_loop()
-        if send_s:
-            # Check every half interval; beat when nothing else went out meanwhile.
-            self._send_interval = send_s / 2
-            self._timers.append(loop.call_later(self._send_interval, self._send_beat))
-        if recv_s:
-            self._recv_interval = float(recv_s)
-            self._beat_checked = time.monotonic()
-            self._timers.append(loop.call_later(self._recv_interval, self._check_beat))
-
-    def _rearm(self, delay: float, callback: Callable[[], None]) -> None:
-        self._timers = [t for t in self._timers if not t.cancelled() and t.when() > 0]
-        self._timers.append(asyncio.get_running_loop().call_later(delay, callback))
-
-    def _send_beat(self) -> None:
-        if self.state is State.CLOSED:
-            return
-        if time.monotonic() - self._last_out >= self._send_interval * 0.9:
-            self._last_out = time.monotonic()
-            self.transport.send_frame(b"\n")
-        self._rearm(self._send_interval, self._send_beat)
-
-    def _check_beat(self) -> None:
-        if self.state is State.CLOSED:
-            return
-        # As RabbitMQ (rabbit_heartbeat): a check interval in which nothing arrived is a
-        # miss. Not "nothing for an interval until now": a client beating at exactly
-        # our interval, each beat landing just after a (slightly late) check, would
-        # look silent twice in a row.
-        now = time.monotonic()
-        if self._last_in <= self._beat_checked:
-            self._missed_beats += 1
-        else:
-            self._missed_beats = 0
-        self._beat_checked = now
-        if self._missed_beats >= 2:
-            # RabbitMQ: two silent checks in a row, close without an ERROR frame.
-            METRICS.heartbeat_timeouts.inc()
-            self._shutdown(CLOSE_NORMAL, STOMP_DIED, why="heart-beat timeout")
-            return
-        self._rearm(self._recv_interval, self._check_beat)
-
-    def _check_idle(self) -> None:
-        if self.state is State.CLOSED:
-            return
-        silent = time.monotonic() - self._last_in
-        if silent >= self._idle_timeout:
-            # Cowboy closes with 1000 and an empty reason, without an ERROR frame.
-            self._shutdown(CLOSE_NORMAL, "", why="idle timeout")
-            return
-        loop = asyncio.get_running_loop()
-        self._idle_timer = loop.call_later(self._idle_timeout - silent, self._check_idle)
-
-    def _login_timed_out(self) -> None:
-        if self.state is State.AWAITING_CONNECT:
-            self._shutdown(CLOSE_NORMAL, STOMP_DIED, why="login timeout")
-
-    # ------------------------------------------------------------------ SEND
-    async def on_send(self, frame: Frame) -> None:
-        dest_text = _require_destination(frame)
-        if "message-id" in frame.headers:
-            raise ProtocolError("Invalid header", "'message-id' is not allowed on 'SEND'.\n")
-        self._check_rule("write", dest_text, frame)
-        # Everything is checked (and /queue declared) now, even inside a transaction;
-        # only the publish waits for COMMIT (RabbitMQ 3.10.8/4.3).
-        action = await self._prepare_publish(frame, dest_text)
-        tx = frame.headers.get("transaction")
-        if tx is None:
-            await self._publish(action)
-        else:
-            self.transactions.add(tx, action)
-
-    async def _prepare_publish(self, frame: Frame, dest_text: str) -> PublishAction:
-        channel = self._channel()
-        dest = parse_destination(dest_text)
-        check_not_temp(dest, "SEND")
-        plan = send_plan(dest, frame.headers, self.settings.default_topic_exchange)
-        if plan.declare is not None and plan.declare.name not in self.declared_queues:
-            # RabbitMQ declares /queue/ destinations once per session, with nowait.
-            await channel.declare_queue_nowait(plan.declare)
-            self.declared_queues.add(plan.declare.name)
-        reply_to = frame.headers.get("reply-to")
-        if reply_to is not None and reply_to.startswith("/temp-queue/"):
-            reply_to = await self._temp_queue(reply_to)
-        properties = send_properties(frame.headers, reply_to=reply_to)
-        receipt = frame.headers.get("receipt")
-        return PublishAction(plan.exchange, plan.routing_key, frame.body, properties, receipt)
-
-    async def _publish(self, action: PublishAction) -> None:
-        channel = self._channel()
-        confirm = await channel.publish(
-            action.exchange, action.routing_key, action.body, action.properties
-        )
-        METRICS.published.inc()
-        self.unconfirmed.append((confirm, action.receipt, time.monotonic()))
-        self.confirms_drained.clear()
-        confirm.add_done_callback(self._confirmed)
-        window = self._publish_window
-        if window and len(self.unconfirmed) >= window:
-            # Flow control: read nothing more from this client until the broker
-            # confirmed some (a dead channel fails them all, which opens it too).
-            self._window_open.clear()
-            await self._window_open.wait()
-
-    def _confirms_arrived(self) -> None:
-        # The broker adapter resolved confirms just now: RECEIPTs go out before any
-        # MESSAGE that arrived after the confirm (future callbacks come a turn later).
-        self._confirmed(None)
-
-    def _confirmed(self, _fut: asyncio.Future[None] | None) -> None:
-        unconfirmed = self.unconfirmed
-        if unconfirmed and unconfirmed[0][0].done():
-            now = time.monotonic()
-            observe = METRICS.confirm_latency.observe
-            while unconfirmed and unconfirmed[0][0].done():
-                fut, receipt, published = unconfirmed.popleft()
-                observe(now - published)
-                exc = None if fut.cancelled() else fut.exception()
-                self._settle_publish(exc, receipt)
-        if not unconfirmed:
-            self.confirms_drained.set()
-        if len(unconfirmed) < self._publish_window:
-            self._window_open.set()
-
-    def _settle_publish(self, exc: BaseException | None, receipt: str | None) -> None:
-        if exc is None:
-            if receipt is not None:
-                self._send("RECEIPT", [("receipt-id", receipt)])
-        elif isinstance(exc, PublishNacked):
-            # RabbitMQ logs and drops a nack; tell the client its message was refused.
-            self._fail(
-                BrokerError(
-                    "Message rejected",
-                    "The broker did not accept a message (basic.nack)\n",
-                    fatal=False,
-                    headers={"receipt-id": receipt} if receipt else None,
-                )
-            )
-
-    async def _temp_queue(self, reply_to: str) -> str:
-        name = self.temp_queues.get(reply_to)
-        if name is None:
-            channel = self._channel()
-            name = await channel.declare_queue(
-                QueueSpec("", durable=False, exclusive=True, auto_delete=True)
-            )
-            tag = "T_" + reply_to
-            await channel.consume(name, tag, no_ack=True)
-            self.temp_queues[reply_to] = name
-            self.subscriptions[tag] = Subscription(
-                tag=tag,
-                destination=parse_destination("/queue/" + name),
-                ack="auto",
-                queue=name,
-                durable=False,
-                header_id=reply_to,
-            )
-        return name
-
-    # ------------------------------------------------------------------ SUBSCRIBE
-    async def on_subscribe(self, frame: Frame) -> None:
-        h = frame.headers
-        dest_text = _require_destination(frame)
-        self._check_rule("read", dest_text, frame)
-        limit = self.settings.max_subscriptions
-        if limit and len(self.subscriptions) >= limit:
-            breach("max_subscriptions")
-            raise LimitExceeded(
-                "Subscription limit exceeded", f"Too many subscriptions (limit {limit})\n"
-            )
-        sub_id = h.get("id")
-        if sub_id is not None and sub_id.startswith("/temp-queue/"):
-            raise ProcessingError()
-        ack = h.get("ack", "auto")
-        if ack not in ("auto", "client", "client-individual"):
-            raise ProcessingError()
-        prefetch = _int_header(h, "prefetch-count")
-        dest = parse_destination(dest_text)
-        plan = subscribe_plan(
-            dest,
-            h,
-            subscription_id=sub_id,
-            default_topic_exchange=self.settings.default_topic_exchange,
-        )
-        tag = consumer_tag(h) or "Q_" + dest_text
-        if self._may_share(plan, ack, h):
-            self._check_duplicate(tag)
-            if await self._subscribe_shared(frame, tag, dest, plan, sub_id):
-                return
-        channel = self._channel()
-        queue = await self._declare(plan) if plan.declare is not None else plan.queue
-        # RabbitMQ checks this after the queue is declared, and ends the session.
-        self._check_duplicate(tag)
-        # Newest RabbitMQ: prefetch-count is per subscription and does not leak into
-        # later SUBSCRIBEs (3.10.8 let basic.qos carry over).
-        wanted = prefetch or 0
-        qos = wanted if wanted != self.prefetch else None
-        self.prefetch = wanted
-        self.subscriptions[tag] = Subscription(
-            tag=tag,
-            destination=dest,
-            ack=ack,
-            queue=queue,
-            durable=plan.durable,
-            header_id=sub_id,
-            held=[],
-        )
-        try:
-            await channel.consume(
-                queue,
-                tag,
-                no_ack=ack == "auto",
-                prefetch_count=qos,
-                arguments=consumer_arguments(h),
-            )
-            if plan.bind is not None:
-                await channel.bind_queue(queue, *plan.bind)
-        except BaseException:
-            self.subscriptions.pop(tag, None)
-            if plan.delete_on_failure and self.channel is not None:
-                # RabbitMQ deletes a subscription queue whose consume or bind failed.
-                with contextlib.suppress(ChannelClosed):
-                    await self.channel.delete_queue(queue)
-            raise
-        self._receipt(frame)
-        self._release_held(self.subscriptions[tag])
-
-    def _check_duplicate(self, tag: str) -> None:
-        if tag in self.subscriptions:
-            raise ProtocolError(
-                "Duplicated subscription identifier",
-                f"A subscription identified by '{tag}' already exists.",
-                fatal=True,
-            )
-
-    def _release_held(self, sub: Subscription) -> None:
-        """The SUBSCRIBE's RECEIPT went out: deliveries that came before it follow."""
-        held, sub.held = sub.held or [], None
-        for delivery in held:
-            self._deliver(sub, delivery)
-
-    def _may_share(self, plan: SubscribePlan, ack: str, headers: dict[str, str]) -> bool:
-        """Local fan-out (gateway.broker.fanout) can stand in for this subscription: an
-        ack:auto one to /topic or /exchange whose queue would be the plugin's default
-        (non-durable, exclusive, auto-delete, no name, no x- arguments)."""
-        spec = plan.declare
-        return (
-            self.settings.local_fanout
-            and ack == "auto"
-            and plan.bind is not None
-            and spec is not None
-            and not spec.durable
-            and spec.exclusive
-            and spec.auto_delete
-            and not any(name.startswith("x-") for name in headers)
-        )
-
-    async def _subscribe_shared(
-        self, frame: Frame, tag: str, dest: Destination, plan: SubscribePlan, sub_id: str | None
-    ) -> bool:
-        """Join a local fan-out group; False when none can be had."""
-        assert plan.bind is not None
-        channel = self._channel()
-        sub = Subscription(
-            tag=tag,
-            destination=dest,
-            ack="auto",
-            queue="",
-            durable=False,
-            header_id=sub_id,
-            held=[],
-        )
-        self.subscriptions[tag] = sub
-        try:
-            shared = await channel.join_fanout(
-                *plan.bind,
-                partial(self._deliver_shared, sub),
-                partial(self._shared_lost, sub),
-            )
-        except BaseException:
-            self.subscriptions.pop(tag, None)
-            raise
-        if shared is None:
-            self.subscriptions.pop(tag, None)
-            return False
-        sub.shared = shared
-        if self.state is not State.CONNECTED or self.subscriptions.get(tag) is not sub:
-            # The session ended meanwhile (its release may not have seen this one).
-            shared.leave()
-            return True
-        self._receipt(frame)
-        self._release_held(sub)
-        return True
-
-    async def _declare(self, plan: SubscribePlan) -> str:
-        spec, channel = plan.declare, self._channel()
-        assert spec is not None
-        if not plan.declare_nowait:
-            return await channel.declare_queue(spec)
-        if spec.name not in self.declared_queues:
-            await channel.declare_queue_nowait(spec)
-            self.declared_queues.add(spec.name)
-        return plan.queue
-
-    async def on_unsubscribe(self, frame: Frame) -> None:
-        h = frame.headers
-        check_durable_id(h)
-        sub_id = h.get("id")
-        if sub_id is not None:
-            if sub_id.startswith("/temp-queue/"):
-                raise ProtocolError(
-                    "Invalid id", "UNSUBSCRIBE 'id' may not start with /temp-queue/\n"
-                )
-            tag, what = "T_" + sub_id, f"id='{sub_id}'"
-        elif "destination" in h:
-            tag, what = "Q_" + h["destination"], f"destination='{h['destination']}'"
-        else:
-            raise ProtocolError(
-                "Missing destination or id",
-                "UNSUBSCRIBE must include a 'destination' or 'id' header",
-            )
-        sub = self.subscriptions.get(tag)
-        if sub is None:
-            raise ProtocolError(
-                "No subscription found",
-                "UNSUBSCRIBE must refer to an existing subscription.\n"
-                f'Subscription to "{what}" not found.\n',
-            )
-        channel = self._channel()
-        if sub.shared is not None:
-            sub.shared.leave()
-        else:
-            await channel.cancel(tag)
-        del self.subscriptions[tag]
-        if sub.destination.kind is DestinationKind.TOPIC and is_durable_subscription(h):
-            # RabbitMQ deletes a durable topic subscription's queue on an UNSUBSCRIBE
-            # that says durable:true (newest release: the recorded queue, not one
-            # named by the frame).
-            await channel.delete_queue(sub.queue)
-        self._receipt(frame)
-
-    # ------------------------------------------------------------------ deliveries
-    def _on_delivery(self, delivery: Delivery) -> bool:
-        """A delivery for one of our consumers; False when nobody takes it (the broker
-        adapter then gives it back to the queue)."""
-        if self.state is not State.CONNECTED:
-            return False
-        sub = self.subscriptions.get(delivery.consumer_tag)
-        if sub is None:
-            return False
-        return self._deliver(sub, delivery)
-
-    def _deliver_shared(self, sub: Subscription, delivery: Delivery) -> None:
-        """A copy from a local fan-out group."""
-        if self.state is State.CONNECTED and self.subscriptions.get(sub.tag) is sub:
-            self._deliver(sub, delivery)
-
-    def _shared_lost(self, sub: Subscription, exc: ChannelClosed | None) -> None:
-        """The fan-out group's consumer ended (None: the broker cancelled it)."""
-        if self.subscriptions.get(sub.tag) is not sub:
-            return
-        if exc is None:
-            self._on_cancel(sub.tag)
-        else:
-            self.subscriptions.pop(sub.tag, None)
-            self._fail(broker_error(exc))
-
-    def _deliver(self, sub: Subscription, delivery: Delivery) -> bool:
-        if sub.held is not None:
-            sub.held.append(delivery)
-            return True
-        encoder = sub.encoder
-        if encoder is None:
-            # message-id "<tag>@@<session>@@<delivery tag>"; STOMP 1.2 client modes
-            # repeat it in "ack", the value to put in ACK's "id".
-            encoder = sub.encoder = MessageEncoder(
-                subscription=sub.header_id,
-                id_prefix=f"{sub.tag}@@{self.id}@@",
-                ack=sub.ack != "auto" and self.version == "1.2",
-                trailing_lf=self.settings.trailing_lf,
-            )
-        if sub.ack != "auto":
-            self.acks.delivered(delivery.delivery_tag, sub.tag, multiple=sub.ack == "client")
-        METRICS.frames_out.inc("MESSAGE")
-        METRICS.delivered.inc()
-        self._write(encoder.encode(delivery))
-        return True
-
-    def transport_congested(self, congested: bool) -> None:
-        """The transport's write buffer went above (True) or back below (False) its
-        high-water mark: stop taking deliveries from the broker meanwhile."""
-        channel = self.channel
-        if channel is not None and not self._channel_broken:
-            channel.pause_deliveries(congested)
-
-    def _on_cancel(self, tag: str) -> None:
-        sub = self.subscriptions.pop(tag, None)
-        if sub is None or self.state is not State.CONNECTED:
-            return
-        label = (
-            f"id='{sub.header_id}'" if sub.header_id else f"destination='{sub.destination.text}'"
-        )
-        self._fail(
-            StompError(
-                "Server cancelled subscription",
-                "The server has canceled a subscription.\n"
-                f'No more messages will be delivered for "{label}".\n',
-                headers={"subscription": sub.header_id or sub.destination.text},
-            )
-        )
-
     def _on_channel_closed(self, exc: ChannelClosed) -> None:
         # Keep self.channel: _release must still close the connection under it.
         self._channel_broken = True
@@ -1165,32 +678,6 @@ Session._handlers = {
     "ABORT": Session.on_abort,
     "DISCONNECT": Session.on_disconnect,
 }
-
-
-def broker_error(exc: ChannelClosed) -> BrokerError:
-    """An AMQP close -> ERROR as RabbitMQ words it: message ``not_found``, body the text."""
-    name = exc.text.split(" - ", 1)[0].strip().lower() or "internal_error"
-    return BrokerError(name, exc.text)
-
-
-def _require_destination(frame: Frame) -> str:
-    dest = frame.headers.get("destination")
-    if dest is None:
-        raise ProtocolError(
-            "Missing destination",
-            f"\"{frame.command}\" must include a 'destination' header\n",
-        )
-    return dest
-
-
-def _int_header(headers: dict[str, str], name: str) -> int | None:
-    value = headers.get(name)
-    if value is None:
-        return None
-    try:
-        return int(value.strip())
-    except ValueError:
-        raise ProcessingError() from None
 
 
 _BOOLEANS = {"true": True, "True": True, "false": False, "False": False}

@@ -6,6 +6,7 @@ import asyncio
 
 import pytest
 
+import gateway.heartbeats as heartbeats_module
 import gateway.session as session_module
 from gateway.broker.base import ChannelClosed, Properties
 from gateway.errors import ProcessingError, ProtocolError
@@ -354,6 +355,7 @@ async def test_client_beats_just_after_each_check_are_not_silence(
             return clock[0]
 
     monkeypatch.setattr(session_module, "time", Clock)
+    monkeypatch.setattr(heartbeats_module, "time", Clock)
     t = FakeTransport()
     s = Session(load_settings(login_timeout=0), broker, t, client_host="127.0.0.1", peer="x")
     await s.data_received(frame("CONNECT", heart_beat="1000,0"))  # at 100.0
