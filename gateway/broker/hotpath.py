@@ -47,6 +47,7 @@ and ``sync()`` puts it ahead of anything queued afterwards.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import struct
 import weakref
 from collections import OrderedDict
@@ -54,9 +55,10 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+import aiormq.base
 import aiormq.channel
 import aiormq.connection
-from aiormq.abc import ChannelFrame
+from aiormq.abc import ChannelFrame, TaskWrapper
 from aiormq.exceptions import AMQPConnectionError, InvalidFrameError
 from pamqp import commands as spec
 from pamqp import decode as pamqp_decode
@@ -416,11 +418,51 @@ class LeanChannel(aiormq.channel.Channel):
         self._Channel__close_event = LeanEvent()
 
 
+# _Forget reads no context variable: one empty Context for all, not a copy each.
+_NO_CONTEXT = contextvars.Context()
+
+
+class _Forget:
+    """Takes a done future out of a FutureStore's set (aiormq's ``remover`` closure:
+    a function and two cells; this is one small object)."""
+
+    __slots__ = ("future", "futures")
+
+    def __init__(self, futures: set[Any], future: Any) -> None:
+        self.futures = futures
+        self.future = future
+
+    def __call__(self, *_: Any) -> None:
+        self.futures.discard(self.future)
+
+
+class LeanFutureStore(aiormq.base.FutureStore):
+    """aiormq's FutureStore; ``add`` is aiormq's with ``_Forget`` for the closure.
+
+    Every channel adds its closing future and its reader task to its store and to its
+    connection's: four closures a session.
+    """
+
+    __slots__ = ()
+
+    def add(self, future: asyncio.Future[Any] | TaskWrapper) -> None:
+        if self.reject_reason is not False:
+            if isinstance(future, TaskWrapper):
+                future.throw(self.reject_reason or Exception)
+            elif isinstance(future, asyncio.Future):
+                future.set_exception(self.reject_reason or Exception)
+        self.futures.add(future)
+        future.add_done_callback(_Forget(self.futures, future), context=_NO_CONTEXT)
+        if self.parent:
+            self.parent.add(future)
+
+
 def install() -> None:
-    """Make every aiormq connection opened from now on use ``FastFrameReceiver`` and
-    ``LeanChannel``."""
+    """Make every aiormq connection opened from now on use ``FastFrameReceiver``,
+    ``LeanChannel`` and ``LeanFutureStore``."""
     aiormq.connection.FrameReceiver = FastFrameReceiver  # type: ignore[misc]
     aiormq.connection.Channel = LeanChannel  # type: ignore[attr-defined]
+    aiormq.base.FutureStore = LeanFutureStore  # type: ignore[misc]
 
 
 # ------------------------------------------------------------------------------- properties
