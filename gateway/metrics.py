@@ -181,7 +181,9 @@ class GatewayMetrics:
             Counter(p + "heartbeat_timeouts_total", "Sessions dropped for client silence.")
         )
         self.limit_breaches = r.add(
-            Counter(p + "limit_breaches_total", "Connections refused or ended by a limit.", ["limit"])
+            Counter(
+                p + "limit_breaches_total", "Connections refused or ended by a limit.", ["limit"]
+            )
         )
         self.confirm_latency = r.add(
             Histogram(
