@@ -17,18 +17,16 @@ from typing import TYPE_CHECKING
 
 from .errors import StompError
 from .metrics import METRICS
-from .states import CLOSE_NORMAL, STOMP_DIED, State, Transport
+from .states import CLOSE_NORMAL, STOMP_DIED, SessionPart, State
 
 
-class HeartBeats:
+class HeartBeats(SessionPart):
     """The timer side of ``gateway.session.Session`` (a mixin; its state lives there)."""
 
-    # The slots are Session's; an empty __slots__ here adds no instance dict. (Hidden
-    # from mypy, which would otherwise refuse assignments to Session's slots here.)
     if not TYPE_CHECKING:
-        __slots__ = ()
+        __slots__ = ()  # see SessionPart
 
-    # Session's, declared for the type checker:
+    # Session's state this part uses (see SessionPart):
     _beat_checked: float
     _idle_timeout: float
     _idle_timer: asyncio.TimerHandle | None
@@ -38,14 +36,6 @@ class HeartBeats:
     _recv_interval: float
     _send_interval: float
     _timers: list[asyncio.TimerHandle]
-    state: State
-    transport: Transport
-
-    def _fail(self, err: StompError, code: int = CLOSE_NORMAL, reason: str = STOMP_DIED) -> None:
-        raise NotImplementedError
-
-    def _shutdown(self, code: int, reason: str, *, why: str) -> None:
-        raise NotImplementedError
 
     def _token_expired(self) -> None:
         # RabbitMQ never re-checks a token of an open connection (rabbitmq-server#8295);

@@ -17,7 +17,6 @@ from collections import deque
 from typing import TYPE_CHECKING
 
 from .broker.base import (
-    BrokerChannel,
     PublishNacked,
     QueueSpec,
 )
@@ -27,50 +26,33 @@ from .destinations import (
     require_destination,
     send_plan,
 )
-from .errors import BrokerError, ProtocolError, StompError
+from .errors import BrokerError, ProtocolError
 from .mapping import send_properties
 from .metrics import METRICS
-from .states import CLOSE_NORMAL, STOMP_DIED
+from .states import SessionPart
 from .stomp import Frame
 from .subscribing import Subscription
 from .transactions import PublishAction, Transactions
 
 if TYPE_CHECKING:
-    from .settings import Settings
+    pass
 
 Unconfirmed = deque[tuple[asyncio.Future[None], str | None, float]]
 
 
-class Publishing:
+class Publishing(SessionPart):
     """The SEND side of ``gateway.session.Session`` (a mixin; its state lives there)."""
 
-    # The slots are Session's; an empty __slots__ here adds no instance dict. (Hidden
-    # from mypy, which would otherwise refuse assignments to Session's slots here.)
     if not TYPE_CHECKING:
-        __slots__ = ()
+        __slots__ = ()  # see SessionPart
 
-    # Session's, declared for the type checker:
+    # Session's state this part uses (see SessionPart):
     _confirms_drained: asyncio.Event | None
     _publish_window: int
     _unconfirmed: Unconfirmed | None
     _window: asyncio.Event | None
-    declared_queues: set[str]
-    settings: Settings
-    subscriptions: dict[str, Subscription]
     temp_queues: dict[str, str]
     transactions: Transactions
-
-    def _channel(self) -> BrokerChannel:
-        raise NotImplementedError
-
-    def _check_rule(self, action: str, destination: str, frame: Frame) -> None:
-        raise NotImplementedError
-
-    def _fail(self, err: StompError, code: int = CLOSE_NORMAL, reason: str = STOMP_DIED) -> None:
-        raise NotImplementedError
-
-    def _send(self, command: str, headers: list[tuple[str, str]], body: bytes = b"") -> None:
-        raise NotImplementedError
 
     # Made on first use (see __init__).
     @property

@@ -39,11 +39,11 @@ from .errors import ProcessingError, ProtocolError, StompError, broker_error
 from .limits import LimitExceeded, breach
 from .mapping import MessageEncoder
 from .metrics import METRICS
-from .states import CLOSE_NORMAL, STOMP_DIED, State
+from .states import SessionPart, State
 from .stomp import Frame
 
 if TYPE_CHECKING:
-    from .settings import Settings
+    pass
 
 
 @dataclass(slots=True)
@@ -61,40 +61,19 @@ class Subscription:
     shared: FanoutMembership | None = None  # local fan-out: no consumer of its own
 
 
-class Subscribing:
+class Subscribing(SessionPart):
     """The subscription side of ``gateway.session.Session`` (a mixin; its state lives there)."""
 
-    # The slots are Session's; an empty __slots__ here adds no instance dict. (Hidden
-    # from mypy, which would otherwise refuse assignments to Session's slots here.)
     if not TYPE_CHECKING:
-        __slots__ = ()
+        __slots__ = ()  # see SessionPart
 
-    # Session's, declared for the type checker:
+    # Session's state this part uses (see SessionPart):
     _channel_broken: bool
     acks: AckTracker
     channel: BrokerChannel | None
-    declared_queues: set[str]
     id: str
     prefetch: int
-    settings: Settings
-    state: State
-    subscriptions: dict[str, Subscription]
     version: str
-
-    def _channel(self) -> BrokerChannel:
-        raise NotImplementedError
-
-    def _check_rule(self, action: str, destination: str, frame: Frame) -> None:
-        raise NotImplementedError
-
-    def _fail(self, err: StompError, code: int = CLOSE_NORMAL, reason: str = STOMP_DIED) -> None:
-        raise NotImplementedError
-
-    def _receipt(self, frame: Frame) -> None:
-        raise NotImplementedError
-
-    def _write(self, data: bytes) -> None:
-        raise NotImplementedError
 
     # ------------------------------------------------------------------ SUBSCRIBE
     async def on_subscribe(self, frame: Frame) -> None:

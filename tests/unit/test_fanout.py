@@ -11,10 +11,10 @@ import pytest
 from gateway.broker.base import ChannelClosed
 from gateway.broker.fanout import ALL, DIRECT, TOPIC, Member, Routes, topic_match, topic_words
 from gateway.session import Session, State
-from gateway.settings import load_settings
 from gateway.stomp import Frame
 from tests.unit.fake_broker import FakeBroker
 from tests.unit.test_session import FakeTransport, connected, frame
+from tests.unit.test_session import session as session  # the session on the broker below
 
 
 @pytest.fixture
@@ -22,15 +22,6 @@ def broker() -> FakeBroker:
     fake = FakeBroker()
     fake.fanout = True
     return fake
-
-
-@pytest.fixture
-async def session(broker: FakeBroker) -> tuple[Session, FakeTransport]:
-    transport = FakeTransport()
-    settings = load_settings(login_timeout=0)
-    return Session(
-        settings, broker, transport, client_host="127.0.0.1", peer="127.0.0.1:1"
-    ), transport
 
 
 async def test_an_auto_topic_subscription_joins_and_gets_copies(

@@ -54,6 +54,7 @@ def broker() -> FakeBroker:
 
 @pytest.fixture
 async def session(broker: FakeBroker) -> tuple[Session, FakeTransport]:
+    """A session on ``broker`` (a test module may override that fixture)."""
     transport = FakeTransport()
     settings = load_settings(login_timeout=0)
     return Session(
