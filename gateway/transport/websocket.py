@@ -43,9 +43,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 from websockets.asyncio.messages import Assembler
 from websockets.asyncio.server import ServerConnection
-from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
-from websockets.http11 import Request
 from websockets.protocol import CLOSED, OPEN
 from websockets.typing import Subprotocol
 
@@ -484,9 +482,10 @@ def client_address(server: Server, ws: ServerConnection) -> tuple[str, int]:
 def _forget_handshake(ws: ServerConnection) -> None:
     """What the gateway needs from the handshake is read: drop its headers (some 6 KiB
     a connection). The request stays (path only): websockets takes a connection
-    without one for a connection still waiting for its request."""
+    without one for a connection still waiting for its request. Its headers are
+    emptied in place: websockets' suspended request parser still refers to them."""
     if ws.request is not None:
-        ws.request = Request(ws.request.path, Headers())
+        ws.request.headers.clear()
     ws.response = None
 
 
