@@ -12,7 +12,8 @@ else (handshake, RPCs, closing, heart-beats) and takes over the per-message part
   once per process): it reads the socket in big chunks and cuts frames out of its
   buffer with ``struct``; Basic.Deliver, Basic.Ack/Nack and content frames are built
   without pamqp's reflection, content header properties are decoded only when asked
-  (``LazyContentHeader``). Any frame it does not special-case, and any frame its fast
+  (``LazyContentHeader``, in ``gateway.broker.properties`` with the properties codec).
+  ``install()`` also gives aiormq lighter channels (``gateway.broker.lean``). Any frame it does not special-case, and any frame its fast
   decoder cannot read, goes through pamqp exactly as before, so errors are the same.
 * ``ChannelPump`` sits in front of one aiormq channel's frame queue (``raw.frames``).
   Deliveries are assembled there and handed to the session synchronously, in the
@@ -51,7 +52,6 @@ import struct
 import weakref
 from collections import OrderedDict
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any
 
 import aiormq.base
@@ -59,7 +59,6 @@ import aiormq.connection
 from aiormq.abc import ChannelFrame
 from aiormq.exceptions import AMQPConnectionError, InvalidFrameError
 from pamqp import commands as spec
-from pamqp import decode as pamqp_decode
 from pamqp import frame as pamqp_frame
 from pamqp.body import ContentBody
 from pamqp.exceptions import PAMQPException
@@ -69,6 +68,7 @@ from pamqp.heartbeat import Heartbeat
 from ..logging import get_logger
 from .base import Delivery, Properties
 from .lean import LeanChannel, LeanFutureStore
+from .properties import LazyContentHeader, encode_properties, header_properties, short_str
 
 log = get_logger("gateway.broker")
 
@@ -78,9 +78,6 @@ __all__ = [
     "NO_ACK",
     "ChannelPump",
     "FastFrameReceiver",
-    "LazyContentHeader",
-    "decode_properties",
-    "encode_properties",
     "install",
 ]
 
@@ -111,40 +108,6 @@ def _new(cls: type[Any]) -> Any:
     return object.__new__(cls)
 
 
-class LazyContentHeader(ContentHeader):
-    """A content header whose properties pamqp decodes only when someone reads them.
-
-    The gateway's own channels decode ``raw`` straight into ``Properties``; other
-    aiormq users (tests, helpers) see an ordinary ``ContentHeader``.
-    """
-
-    def __init__(self, raw: bytes, class_id: int, weight: int, body_size: int) -> None:
-        self.raw = raw  # the frame payload: class, weight, size, flags, properties
-        self.class_id = class_id  # type: ignore[assignment]
-        self.weight = weight
-        self.body_size = body_size
-        self._properties: spec.Basic.Properties | None = None
-
-    @property
-    def properties(self) -> spec.Basic.Properties:
-        if self._properties is None:
-            header = ContentHeader()
-            header.unmarshal(self.raw)
-            self._properties = header.properties
-        return self._properties
-
-    @properties.setter
-    def properties(self, value: spec.Basic.Properties) -> None:
-        self._properties = value
-
-
-def _short_str(buf: bytes, pos: int) -> tuple[str, int]:
-    end = pos + 1 + buf[pos]
-    if end > len(buf):
-        raise ValueError("short string past the end of the frame")
-    return buf[pos + 1 : end].decode("utf-8"), end
-
-
 def _decode_method(buf: bytes, pos: int, end: int) -> Any:
     """Basic.Deliver / Basic.Ack / Basic.Nack without pamqp's reflection, else None."""
     class_id, method_id = _CLASS_METHOD.unpack_from(buf, pos)
@@ -152,11 +115,11 @@ def _decode_method(buf: bytes, pos: int, end: int) -> Any:
         return None
     p = pos + 4
     if method_id == _DELIVER:
-        consumer_tag, p = _short_str(buf, p)
+        consumer_tag, p = short_str(buf, p)
         (delivery_tag,) = _LONGLONG.unpack_from(buf, p)
         redelivered = bool(buf[p + 8] & 1)
-        exchange, p = _short_str(buf, p + 9)
-        routing_key, p = _short_str(buf, p)
+        exchange, p = short_str(buf, p + 9)
+        routing_key, p = short_str(buf, p)
         if p != end:
             raise ValueError("Basic.Deliver size mismatch")
         frame = _new(spec.Basic.Deliver)
@@ -281,164 +244,6 @@ def install() -> None:
     aiormq.connection.FrameReceiver = FastFrameReceiver  # type: ignore[misc]
     aiormq.connection.Channel = LeanChannel  # type: ignore[attr-defined]
     aiormq.base.FutureStore = LeanFutureStore  # type: ignore[misc]
-
-
-# ------------------------------------------------------------------------------- properties
-_TS_MAX = 253402300799  # 9999-12-31T23:59:59Z: datetime's range, as pamqp converts
-
-
-def _timestamp(value: int) -> int:
-    if value > 0xFFFFFFFF:  # pamqp: "anything above the year 2106 is likely milliseconds"
-        return int(datetime.fromtimestamp(value / 1000.0, tz=UTC).timestamp())
-    return value
-
-
-def decode_properties(raw: bytes) -> Properties:
-    """Properties from a content header payload, as pamqp + the adapter would give."""
-    flags = (raw[12] << 8) | raw[13]
-    if flags & 1:  # a second flag word: not basic properties as we know them
-        raise ValueError("continued property flags")
-    p = 14
-    content_type = content_encoding = correlation_id = reply_to = None
-    expiration = message_id = type_ = user_id = app_id = None
-    headers = delivery_mode = priority = timestamp = None
-    if flags & 0x8000:
-        content_type, p = _short_str(raw, p)
-    if flags & 0x4000:
-        content_encoding, p = _short_str(raw, p)
-    if flags & 0x2000:
-        consumed, headers = pamqp_decode.field_table(raw[p:])
-        p += consumed
-    if flags & 0x1000:
-        delivery_mode = raw[p]
-        p += 1
-    if flags & 0x0800:
-        priority = raw[p]
-        p += 1
-    if flags & 0x0400:
-        correlation_id, p = _short_str(raw, p)
-    if flags & 0x0200:
-        reply_to, p = _short_str(raw, p)
-    if flags & 0x0100:
-        expiration, p = _short_str(raw, p)
-    if flags & 0x0080:
-        message_id, p = _short_str(raw, p)
-    if flags & 0x0040:
-        (stamp,) = _LONGLONG.unpack_from(raw, p)
-        timestamp = _timestamp(stamp)
-        p += 8
-    if flags & 0x0020:
-        type_, p = _short_str(raw, p)
-    if flags & 0x0010:
-        user_id, p = _short_str(raw, p)
-    if flags & 0x0008:
-        app_id, p = _short_str(raw, p)
-    if p > len(raw):
-        raise ValueError("properties past the end of the frame")
-    return Properties(
-        content_type,
-        content_encoding,
-        headers,
-        delivery_mode,
-        priority,
-        correlation_id,
-        reply_to,
-        expiration,
-        message_id,
-        timestamp,
-        type_,
-        user_id,
-        app_id,
-    )
-
-
-def _from_pamqp(p: spec.Basic.Properties) -> Properties:
-    ts = p.timestamp
-    return Properties(
-        content_type=p.content_type,
-        content_encoding=p.content_encoding,
-        headers=p.headers,
-        delivery_mode=p.delivery_mode,
-        priority=p.priority,
-        correlation_id=p.correlation_id,
-        reply_to=p.reply_to,
-        expiration=p.expiration,
-        message_id=p.message_id,
-        timestamp=int(ts.timestamp()) if ts is not None else None,
-        type=p.message_type,
-        user_id=p.user_id,
-        app_id=p.app_id,
-    )
-
-
-def header_properties(header: ContentHeader) -> Properties:
-    if type(header) is LazyContentHeader:
-        try:
-            return decode_properties(header.raw)
-        except (ValueError, IndexError, struct.error):
-            pass  # pamqp decodes (or raises) as it always did
-    return _from_pamqp(header.properties)
-
-
-def _put_short(parts: list[bytes], value: str) -> None:
-    data = value.encode("utf-8")
-    if len(data) > 255:
-        raise TypeError("string exceeds maximum length of 255 bytes")
-    parts.append(bytes((len(data),)))
-    parts.append(data)
-
-
-def encode_properties(p: Properties, encode_table: Callable[[Any], bytes]) -> bytes:
-    """Basic properties as pamqp marshals them (unset and "" values are left out).
-
-    Raises on anything unusual (the caller then lets pamqp do it, and raise).
-    """
-    flags = 0
-    parts: list[bytes] = []
-    if p.content_type:
-        flags |= 0x8000
-        _put_short(parts, p.content_type)
-    if p.content_encoding:
-        flags |= 0x4000
-        _put_short(parts, p.content_encoding)
-    if p.headers is not None:
-        flags |= 0x2000
-        parts.append(encode_table(p.headers))
-    if p.delivery_mode is not None:
-        if p.delivery_mode not in (1, 2):
-            raise ValueError("delivery_mode")
-        flags |= 0x1000
-        parts.append(bytes((p.delivery_mode,)))
-    if p.priority is not None:
-        flags |= 0x0800
-        parts.append(bytes((p.priority,)))
-    if p.correlation_id:
-        flags |= 0x0400
-        _put_short(parts, p.correlation_id)
-    if p.reply_to:
-        flags |= 0x0200
-        _put_short(parts, p.reply_to)
-    if p.expiration:
-        flags |= 0x0100
-        _put_short(parts, p.expiration)
-    if p.message_id:
-        flags |= 0x0080
-        _put_short(parts, p.message_id)
-    if p.timestamp is not None:
-        if not 0 <= p.timestamp <= _TS_MAX:
-            raise ValueError("timestamp")
-        flags |= 0x0040
-        parts.append(_LONGLONG.pack(p.timestamp))
-    if p.type:
-        flags |= 0x0020
-        _put_short(parts, p.type)
-    if p.user_id:
-        flags |= 0x0010
-        _put_short(parts, p.user_id)
-    if p.app_id:
-        flags |= 0x0008
-        _put_short(parts, p.app_id)
-    return flags.to_bytes(2, "big") + b"".join(parts)
 
 
 # ------------------------------------------------------------------------------------ pump

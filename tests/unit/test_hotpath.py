@@ -27,11 +27,8 @@ from pamqp.header import ContentHeader
 
 from gateway.broker import amqp
 from gateway.broker.base import Delivery, Properties
-from gateway.broker.hotpath import (
-    AUTO,
-    CLIENT,
-    ChannelPump,
-    FastFrameReceiver,
+from gateway.broker.hotpath import AUTO, CLIENT, ChannelPump, FastFrameReceiver
+from gateway.broker.properties import (
     LazyContentHeader,
     decode_properties,
     encode_properties,
