@@ -4,11 +4,13 @@
   echoed; anything else offered, or nothing, is accepted without a subprotocol
   (RabbitMQ). The subprotocol does not constrain the STOMP version.
 * Inbound text and binary messages both feed the session's parser; a frame may span
-  messages and a message may hold many frames. Without extensions the client's frames
-  are read here (``GatewayConnection``, ``wsframes.FrameReader``): whole messages go to
-  the session as bytes, parsed when it asks for the next one, with at most
-  ``READ_AHEAD`` bytes read while it is busy; refusals close as websockets would.
-  With permessage-deflate websockets reads them (text is decoded, then re-encoded).
+  messages and a message may hold many frames. The client's frames are read here
+  (``GatewayConnection``, ``wsframes.FrameReader``), without extensions or with
+  permessage-deflate (each data frame decoded by websockets' own negotiated extension
+  object): whole messages go to the session as bytes, parsed when it asks for the
+  next one, with at most ``READ_AHEAD`` bytes read while it is busy; refusals close
+  as websockets would. Any other extension: websockets reads them (text is decoded,
+  then re-encoded).
 * Outbound, every STOMP frame and every heart-beat is its own message, text or binary
   as ``ws_frame`` says. ``send_frame`` never blocks: frames collect during one event
   loop turn and are then written with one socket write (a burst of MESSAGEs costs one
@@ -44,6 +46,7 @@ import structlog
 from websockets.asyncio.messages import Assembler
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
+from websockets.extensions.permessage_deflate import PerMessageDeflate
 from websockets.protocol import CLOSED, OPEN
 from websockets.typing import Subprotocol
 
@@ -230,16 +233,18 @@ class GatewayConnection(ServerConnection):
     """A ServerConnection that reads its client's frames itself when it can.
 
     websockets parses the HTTP request (``_RX_HTTP``); the bytes after it are held
-    back, reading paused, until the handshake is over (``_RX_EARLY``). Then, when no
-    extension was negotiated (``_RX_FAST``), a sans-I/O ``FrameReader`` reads them and
+    back, reading paused, until the handshake is over (``_RX_EARLY``). Then, with no
+    extension or with permessage-deflate alone (``_RX_FAST``; the reader decodes with
+    websockets' negotiated ``PerMessageDeflate``), a sans-I/O ``FrameReader`` reads them and
     the handler takes whole messages, as bytes, with ``take_message()`` and
     ``wait_message()``: no Assembler, no str round trip, no task wake-up while
     messages are buffered. Pings and pongs go to websockets' protocol one frame at a
     time (it answers a ping). A close frame, a frame error (``protocol.fail``, the
     close code and reason websockets would send), or a close we started hands every
     later byte to websockets (``_RX_WS``), which runs the closing handshake as before;
-    the handler then reads what is left through websockets' API. With
-    permessage-deflate negotiated it is ``_RX_WS`` from the start.
+    the handler then reads what is left through websockets' API (the extension's
+    decoding state and ``current_size``, in decompressed bytes, carry over). With any
+    other extension negotiated it is ``_RX_WS`` from the start.
 
     Back-pressure: a message is parsed when the handler asks for it (so the limit
     raised at login applies to the very next message); while the handler is busy at
@@ -274,9 +279,13 @@ class GatewayConnection(ServerConnection):
         await super().handshake(*args, **kwargs)
         if self.protocol.state is OPEN:
             early, self._early = self._early, b""
-            if self._rx == _RX_EARLY and not self.protocol.extensions:
+            extensions = self.protocol.extensions
+            deflate = None
+            if len(extensions) == 1 and isinstance(extensions[0], PerMessageDeflate):
+                deflate = extensions[0]
+            if self._rx == _RX_EARLY and (deflate is not None or not extensions):
                 self._rx = _RX_FAST
-                self._frames = FrameReader()
+                self._frames = FrameReader(deflate)
                 self._frames.feed(early)
                 if self._frames.buffered() <= READ_AHEAD:
                     self._resume()
@@ -531,7 +540,7 @@ async def serve_connection(server: Server, ws: ServerConnection, name: str = "ws
     try:
         if isinstance(ws, GatewayConnection) and ws.fast:
             await _receive_fast(ws, session, cap)
-        # permessage-deflate; or, after the fast path, what websockets still reads.
+        # Another extension; or, after the fast path, what websockets still reads.
         async for message in ws:
             data = message.encode() if isinstance(message, str) else message
             await session.data_received(data)

@@ -2,7 +2,10 @@
 driven byte for byte through a raw socket against real RabbitMQ: fragments with control
 frames between them, every length encoding, frames pipelined with the upgrade request,
 the login cap applied to the very next message, and every refusal's close code and
-reason (websockets' own, as before the fast path)."""
+reason (websockets' own, as before the fast path). Then the same with permessage-deflate
+(websockets' client, which offers it, writing frames through its own protocol object):
+compressed and uncompressed messages, fragments, context takeover, zip bombs, invalid
+UTF-8 and corrupt data."""
 
 from __future__ import annotations
 
@@ -14,6 +17,8 @@ import struct
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
+from websockets.asyncio.messages import Assembler
+from websockets.extensions.permessage_deflate import PerMessageDeflate
 
 from gateway.transport.websocket import GatewayConnection
 from tests.support.faultproxy import until
@@ -262,19 +267,199 @@ async def test_a_ping_is_answered_while_idle(gateway_factory, raw) -> None:
     assert await ws.recv_close() == (1000, "STOMP died")
 
 
-async def test_permessage_deflate_keeps_websockets_reader(gateway_factory, unique) -> None:
-    handle = await gateway_factory(compress=True)
+# ------------------------------------------------------------------ permessage-deflate
+def only_connection(handle) -> GatewayConnection:
+    [connection] = list(handle.server._ws.connections)
+    assert isinstance(connection, GatewayConnection)
+    return connection
+
+
+def write_frames(ws, *frames: tuple[str, bytes, bool]) -> None:
+    """Write (kind, data, fin) frames with the client's own protocol object: "text",
+    "binary" and "cont" are compressed by its negotiated extension, "ping" is not;
+    "raw" bytes go as they are (they must not disturb the client's compression)."""
+    protocol = ws.ws.protocol
+    out: list[bytes] = []
+    for kind, data, fin in frames:
+        if kind == "raw":
+            out.extend(protocol.data_to_send())
+            out.append(data)
+            continue
+        if kind == "text":
+            protocol.send_text(data, fin=fin)
+        elif kind == "binary":
+            protocol.send_binary(data, fin=fin)
+        elif kind == "cont":
+            protocol.send_continuation(data, fin=fin)
+        else:
+            protocol.send_ping(data)
+    out.extend(protocol.data_to_send())
+    ws.ws.transport.write(b"".join(out))
+
+
+async def deflate_client(handle, *, login: bool = True):
+    """A websockets client that negotiated permessage-deflate, on the fast path."""
     ws = await connect_ws(handle.url)  # offers permessage-deflate
-    try:
-        [connection] = list(handle.server._ws.connections)
-        assert connection.protocol.extensions and not connection.fast
+    [extension] = ws.ws.protocol.extensions
+    assert isinstance(extension, PerMessageDeflate)
+    assert not extension.local_no_context_takeover  # messages share the context
+    if login:
         await ws.connect_stomp()
+    return ws
+
+
+async def test_deflate_connections_take_the_fast_path(gateway_factory, unique) -> None:
+    handle = await gateway_factory(compress=True)
+    ws = await deflate_client(handle)
+    try:
+        connection = only_connection(handle)
+        [extension] = connection.protocol.extensions
+        assert isinstance(extension, PerMessageDeflate)
+        assert connection.fast
+        assert not isinstance(connection.recv_messages, Assembler)  # websockets reads nothing
         await ws.subscribe(f"/queue/{unique}", id="s")
-        await ws.send(f"/queue/{unique}", "z" * 10_000)
+        await ws.send(f"/queue/{unique}", "z" * 10_000)  # compressed both ways
         message = await ws.recv_frame()
         assert (message.command, message.body) == ("MESSAGE", b"z" * 10_000)
-        await ws.ws.send(b"SEND\ndestination:/queue/x\n\n\xff\xfe\x00", text=True)
-        code, _ = await ws.recv_close()
-        assert code == 1007
+        assert connection.fast
+        assert not isinstance(connection.recv_messages, Assembler)
     finally:
         await ws.close()
+
+
+async def test_deflate_many_messages_share_the_compression_context(gateway_factory, unique) -> None:
+    handle = await gateway_factory(compress=True)
+    ws = await deflate_client(handle)
+    try:
+        await ws.subscribe(f"/queue/{unique}", id="s")
+        bodies = [f'{{"seq":{i},"price":{i * 7 % 1000}.25,"user":"u{i % 13}"}}' for i in range(300)]
+        for i, body in enumerate(bodies):
+            await ws.send(f"/queue/{unique}", body, extra={"seq": str(i)})
+        messages = await ws.recv_frames(len(bodies), timeout=20)
+        assert [(m.command, m.header("seq"), m.body) for m in messages] == [
+            ("MESSAGE", str(i), body.encode()) for i, body in enumerate(bodies)
+        ]
+        assert only_connection(handle).fast
+    finally:
+        await ws.close()
+
+
+async def test_deflate_fragments_with_pings_between_them(gateway_factory, amqp, unique) -> None:
+    handle = await gateway_factory(compress=True)
+    await amqp.declare_queue(unique, auto_delete=True)
+    ws = await deflate_client(handle)
+    try:
+        body = bytes(range(256)) * 300  # 76,800 bytes: NULs, long fragments
+        head = f"SEND\ndestination:/amq/queue/{unique}\nreceipt:r1\ncontent-length:76800\n\n"
+        data = head.encode() + body + b"\x00"
+        # Each ping is answered while the compressed message is still incomplete.
+        write_frames(ws, ("binary", data[:100], False))
+        await asyncio.wait_for(await ws.ws.ping(b"one"), 5)
+        write_frames(ws, ("cont", data[100:70_100], False), ("ping", b"untracked", True))
+        await asyncio.wait_for(await ws.ws.ping(b"two"), 5)
+        write_frames(ws, ("cont", b"", False), ("cont", data[70_100:], True))
+        receipt = await ws.recv_frame()
+        assert (receipt.command, receipt.header("receipt-id")) == ("RECEIPT", "r1")
+        assert (await amqp.get(unique)).body == body
+        # The compressed text message after it still decodes (the context carried on).
+        write_frames(
+            ws,
+            ("text", f"SEND\ndestination:/amq/queue/{unique}\n".encode(), False),
+            ("cont", b"receipt:r2\n\nafter\x00", True),
+        )
+        receipt = await ws.recv_frame()
+        assert (receipt.command, receipt.header("receipt-id")) == ("RECEIPT", "r2")
+        assert (await amqp.get(unique)).body == b"after"
+        assert only_connection(handle).fast
+    finally:
+        await ws.close()
+
+
+async def test_deflate_connection_takes_uncompressed_messages(
+    gateway_factory, amqp, unique
+) -> None:
+    # rsv1 clear: a message sent uncompressed on a deflate connection (RFC 7692 allows
+    # it), between compressed ones.
+    handle = await gateway_factory(compress=True)
+    await amqp.declare_queue(unique, auto_delete=True)
+    ws = await deflate_client(handle)
+    try:
+        write_frames(
+            ws,
+            ("text", send(unique, b"one", "r1"), True),
+            ("raw", frame(TEXT, send(unique, b"two", "r2")), True),
+            ("raw", frame(BINARY, send(unique, b"three", "r3")[:20], fin=False), True),
+            ("raw", frame(CONT, send(unique, b"three", "r3")[20:]), True),
+            ("binary", send(unique, b"four", "r4"), True),
+        )
+        receipts = await ws.recv_frames(4)
+        assert [r.header("receipt-id") for r in receipts] == ["r1", "r2", "r3", "r4"]
+        assert [(await amqp.get(unique)).body for _ in range(4)] == [
+            b"one",
+            b"two",
+            b"three",
+            b"four",
+        ]
+    finally:
+        await ws.close()
+
+
+async def test_deflate_zip_bombs_before_and_after_login(gateway_factory) -> None:
+    # Small on the wire, big inflated: refused while inflating, with the limit of the
+    # moment (max_frame_size_unauthenticated + 4096, then max_frame_size + 4096).
+    handle = await gateway_factory(
+        compress=True, max_frame_size_unauthenticated=1000, max_frame_size=10_000
+    )
+    before = await deflate_client(handle, login=False)
+    write_frames(before, ("text", b"\n" * 1_000_000, True))
+    assert await before.recv_close() == (1009, "frame exceeds limit of 5096 bytes")
+    after = await deflate_client(handle)
+    write_frames(after, ("text", b"\n" * 10_000, False), ("cont", b"\n" * 500_000, True))
+    assert await after.recv_close() == (
+        1009,
+        "frame after reading 10000 bytes exceeds limit of 14096 bytes",
+    )
+
+
+async def test_deflate_the_message_right_behind_connect_gets_the_login_cap(
+    gateway_factory, amqp, unique
+) -> None:
+    handle = await gateway_factory(compress=True, max_frame_size_unauthenticated=1000)
+    await amqp.declare_queue(unique, auto_delete=True)
+    ws = await deflate_client(handle, login=False)
+    try:
+        body = os.urandom(3000).hex().encode()  # 6,000 bytes inflated, ~3,000 on the wire
+        write_frames(ws, ("text", CONNECT, True), ("text", send(unique, body, "big"), True))
+        assert (await ws.recv_frame()).command == "CONNECTED"
+        receipt = await ws.recv_frame()
+        assert (receipt.command, receipt.header("receipt-id")) == ("RECEIPT", "big")
+        assert (await amqp.get(unique)).body == body
+    finally:
+        await ws.close()
+
+
+async def test_deflate_invalid_utf8_is_1007(gateway_factory) -> None:
+    handle = await gateway_factory(compress=True)
+    ws = await deflate_client(handle)
+    head = b"SEND\ndestination:/queue/x\n\n"
+    write_frames(ws, ("text", head + b"\xff\xfe\x00", True))
+    assert await ws.recv_close() == (1007, f"invalid start byte at position {len(head)}")
+
+
+async def test_deflate_corrupt_data_closes_as_websockets_does(gateway_factory) -> None:
+    handle = await gateway_factory(compress=True)
+    ws = await deflate_client(handle)
+    write_frames(ws, ("raw", frame(TEXT, b"garbage!", rsv=0x40), True))
+    assert await ws.recv_close() == (1002, "decompression failed")
+
+
+async def test_deflate_close_inside_compressed_fragments(gateway_factory) -> None:
+    # The close frame goes to websockets with the message's decompressed size so far.
+    handle = await gateway_factory(compress=True)
+    ws = await deflate_client(handle)
+    write_frames(
+        ws,
+        ("text", b"SEND\n" + b"\n" * 20_000, False),
+        ("raw", frame(CLOSE, close_payload(1000)), True),
+    )
+    assert await ws.recv_close() == (1002, "incomplete fragmented message")

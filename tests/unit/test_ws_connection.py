@@ -1,5 +1,6 @@
 """GatewayConnection's fast path in-process (loopback sockets, no broker): back-pressure
-while the session is busy, and the hand-over to websockets on a close."""
+while the session is busy (also with permessage-deflate), and the hand-over to
+websockets on a close."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from websockets.asyncio.client import connect
 from websockets.asyncio.messages import Assembler
 from websockets.asyncio.server import serve
 from websockets.exceptions import ConnectionClosed
@@ -47,8 +49,23 @@ class BlockingSession:
             await self.release.wait()
 
 
+Served = tuple[int, list[GatewayConnection], BlockingSession]
+
+
 @pytest.fixture
-async def server() -> AsyncIterator[tuple[int, list[GatewayConnection], BlockingSession]]:
+async def server() -> AsyncIterator[Served]:
+    async with serving(compression=None) as served:
+        yield served
+
+
+@pytest.fixture
+async def deflate_server() -> AsyncIterator[Served]:
+    async with serving(compression="deflate") as served:
+        yield served
+
+
+@contextlib.asynccontextmanager
+async def serving(compression: str | None) -> AsyncIterator[Served]:
     connections: list[GatewayConnection] = []
     session = BlockingSession()
 
@@ -62,7 +79,12 @@ async def server() -> AsyncIterator[tuple[int, list[GatewayConnection], Blocking
                 session.messages.append(message)  # type: ignore[arg-type]
 
     async with serve(
-        handler, "127.0.0.1", 0, create_connection=GatewayConnection, ping_interval=None
+        handler,
+        "127.0.0.1",
+        0,
+        create_connection=GatewayConnection,
+        ping_interval=None,
+        compression=compression,
     ) as ws_server:
         port = next(iter(ws_server.sockets)).getsockname()[1]
         yield port, connections, session
@@ -103,6 +125,34 @@ async def test_a_busy_session_stops_the_reading(server) -> None:
     writer.close()
     with contextlib.suppress(OSError):
         await writer.wait_closed()
+
+
+async def test_a_busy_session_stops_the_reading_with_deflate(deflate_server) -> None:
+    # The same bound with compressed frames: READ_AHEAD counts bytes on the wire.
+    port, connections, session = deflate_server
+    client = await connect(f"ws://127.0.0.1:{port}/", ping_interval=None, max_size=None)
+    assert client.protocol.extensions  # permessage-deflate, offered by default
+    messages = [f"SEND\n\n{i:06d}".encode() + os.urandom(100).hex().encode() for i in range(30_000)]
+    for message in messages:
+        client.protocol.send_text(message)
+    data = b"".join(client.protocol.data_to_send())
+    assert len(data) > 3_000_000
+    client.transport.write(data)
+    await asyncio.wait_for(session.busy.wait(), 5)
+    [connection] = connections
+    assert connection.fast
+    await until(lambda: connection._rx_paused, within=5)
+    frames = connection._frames
+    assert frames is not None
+    assert READ_AHEAD < frames.buffered() <= READ_AHEAD + 256 * 1024
+    assert len(session.messages) == 1
+    assert client.transport.get_write_buffer_size() > 0  # the client cannot write it all
+    session.release.set()
+    await until(lambda: len(session.messages) == len(messages), within=10)
+    assert session.messages == messages
+    assert not connection._rx_paused
+    await client.close()
+    await asyncio.wait_for(connection.wait_closed(), 5)
 
 
 async def test_a_close_frame_hands_over_to_websockets(server) -> None:
