@@ -56,8 +56,10 @@ def frame(
     return head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
 
 
-def read_all(data: bytes, max_size: int | None = None) -> list[bytes | Control]:
-    reader = FrameReader()
+def read_all(
+    data: bytes, max_size: int | None = None, decoder: PerMessageDeflate | None = None
+) -> list[bytes | Control]:
+    reader = FrameReader(decoder)
     reader.feed(data)
     items: list[bytes | Control] = []
     while (item := reader.next(max_size)) is not None:
@@ -378,24 +380,13 @@ def compressed(
     return frame(opcode, bytes(encoded.data), fin=fin, rsv=rsv | (0x40 if encoded.rsv1 else 0))
 
 
-def deflate_read_all(
-    data: bytes, decoder: PerMessageDeflate, max_size: int | None = None
-) -> list[bytes | Control]:
-    reader = FrameReader(decoder)
-    reader.feed(data)
-    items: list[bytes | Control] = []
-    while (item := reader.next(max_size)) is not None:
-        items.append(item)
-    return items
-
-
 def deflate_refusal(
     data: bytes, max_size: int | None = None, *, params: tuple[bool, int] = (False, 15)
 ) -> tuple[int, str]:
     """The reader's refusal of ``data``, which must be websockets' own."""
     _, ours, theirs = deflaters(*params)
     with pytest.raises(WsFrameError) as info:
-        deflate_read_all(data, ours, max_size)
+        read_all(data, max_size, decoder=ours)
     refusal = (info.value.code, info.value.reason)
     assert websockets_close(data, max_size, theirs) == refusal
     return refusal
@@ -412,7 +403,7 @@ def test_deflate_messages_of_every_size(params: tuple[bool, int], opcode: int) -
         payloads += [os.urandom(n) for n in (100, 2043, 2044, 2045, 70_000)]
     client, ours, theirs = deflaters(*params)
     data = b"".join(compressed(client, opcode, p) for p in payloads)
-    assert deflate_read_all(data, ours) == payloads
+    assert read_all(data, decoder=ours) == payloads
     assert websockets_read(data, None, theirs) == (payloads, None)
 
 
@@ -463,7 +454,7 @@ def test_deflate_fragments_with_control_frames_between(params: tuple[bool, int])
         + compressed(client, CONT, body[5000:])
         + compressed(client, TEXT, b"after\x00")  # the context carries on
     )
-    items = deflate_read_all(data, ours)
+    items = read_all(data, decoder=ours)
     assert [i.payload if isinstance(i, Control) else i for i in items] == [
         b"one",
         b"two",
@@ -494,7 +485,7 @@ def test_deflate_connection_takes_uncompressed_messages() -> None:
         + compressed(client, TEXT, b"SEND\n\nfour\x00")
     )
     expected = [b"SEND\n\none\x00", b"SEND\n\ntwo\x00", b"SEND\n\nthree\x00", b"SEND\n\nfour\x00"]
-    assert deflate_read_all(data, ours) == expected
+    assert read_all(data, decoder=ours) == expected
     assert websockets_read(data, None, theirs) == (expected, None)
 
 
@@ -502,7 +493,7 @@ def test_deflate_at_the_limit_passes() -> None:
     client, ours, _ = deflaters()
     data = compressed(client, TEXT, b"a" * 60, fin=False) + compressed(client, CONT, b"b" * 40)
     data += compressed(client, TEXT, b"c" * 100)
-    assert deflate_read_all(data, ours, 100) == [b"a" * 60 + b"b" * 40, b"c" * 100]
+    assert read_all(data, 100, decoder=ours) == [b"a" * 60 + b"b" * 40, b"c" * 100]
 
 
 def test_deflate_zip_bomb_is_refused() -> None:
@@ -591,7 +582,7 @@ def test_deflate_protocol_errors(data: bytes, expected: tuple[int, str]) -> None
     if expected[1] == "incomplete fragmented message":
         # A close frame is handed over to websockets (with fragment_size): not ours.
         _, ours, theirs = deflaters()
-        items = deflate_read_all(data, ours)
+        items = read_all(data, decoder=ours)
         assert len(items) == 1 and isinstance(items[0], Control) and items[0].opcode == CLOSE
         assert websockets_close(data, None, theirs) == expected
         return
@@ -602,7 +593,7 @@ def test_deflate_invalid_utf8_is_1007() -> None:
     client, ours, _ = deflaters()
     data = compressed(client, TEXT, b"CONNECT\n\n\xff\xfe\x00")
     with pytest.raises(WsFrameError) as info:
-        deflate_read_all(data, ours)
+        read_all(data, decoder=ours)
     assert (info.value.code, info.value.reason) == (1007, "invalid start byte at position 9")
 
 
@@ -612,14 +603,14 @@ def test_deflate_invalid_utf8_across_compressed_fragments_is_1007() -> None:
         client, CONT, b"cd"
     )
     with pytest.raises(WsFrameError) as info:
-        deflate_read_all(data, ours)
+        read_all(data, decoder=ours)
     assert (info.value.code, info.value.reason) == (1007, "invalid continuation byte at position 0")
 
 
 def test_deflate_binary_is_not_checked_for_utf8() -> None:
     client, ours, _ = deflaters()
     junk = b"\x00\n\n\xff\xfe"
-    assert deflate_read_all(compressed(client, BINARY, junk), ours) == [junk]
+    assert read_all(compressed(client, BINARY, junk), decoder=ours) == [junk]
 
 
 def test_without_deflate_rsv1_is_still_refused() -> None:
